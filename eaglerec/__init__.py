@@ -1,0 +1,1 @@
+"""EagleRec: the project's own package (settings, ingest, feature build, exports, CLI)."""

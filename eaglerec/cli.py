@@ -1,0 +1,117 @@
+"""The eaglerec command line: ingest, validate, build-features, export-sparrowrecsys."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from eaglerec.settings import BUNDLED_DATASET_DIR, DEFAULT_DATASET, Paths, apply_offline_env
+
+
+def run_ingest(args: argparse.Namespace) -> None:
+    from eaglerec.ingest import ingest
+
+    result = ingest(args.source, args.dataset, expected_sha256=args.sha256)
+    state = "copied" if result.changed else "unchanged (same checksums)"
+    print(f"ingest {result.dataset}: {state} -> {result.raw_dir}")
+
+
+def run_validate(args: argparse.Namespace) -> None:
+    from expectations.gate import validate_raw_dataset
+
+    report = validate_raw_dataset(Paths.from_env().raw_dataset(args.dataset))
+    rows = ", ".join(f"{name} {count:,}" for name, count in report.row_counts.items())
+    print(f"raw gate passed for {args.dataset}: {report.expectations_run} expectations; rows: {rows}")
+
+
+def run_build_features(args: argparse.Namespace) -> None:
+    from eaglerec.features import build_features
+
+    marts = build_features(args.dataset, split_method=args.split_method, split_seed=args.split_seed,
+                           select=args.select)
+    print(f"features built for {args.dataset}: marts in {marts}")
+
+
+def run_show_marts(args: argparse.Namespace) -> None:
+    import duckdb
+
+    marts = Paths.from_env().marts
+    files = sorted(marts.glob("*.parquet"))
+    if not files:
+        print(f"no marts in {marts}")
+    with duckdb.connect() as con:
+        for path in files:
+            rows, = con.execute("select count(*) from read_parquet(?)", [str(path)]).fetchone()
+            columns = len(con.execute("describe select * from read_parquet(?)", [str(path)]).fetchall())
+            print(f"  {path.stem:<22} {rows:>10,} rows  {columns:>3} columns  {path}")
+
+
+def run_export_sparrowrecsys(args: argparse.Namespace) -> None:
+    from eaglerec.export import export_sparrowrecsys
+
+    written = export_sparrowrecsys(Paths.from_env(), args.out)
+    for path, rows in written.items():
+        print(f"wrote {rows:,} rows -> {path}")
+
+
+def expected_errors() -> tuple[type[Exception], ...]:
+    """The errors whose message already says what is wrong: printed without a traceback."""
+    from eaglerec.export import ExportError
+    from eaglerec.features import FeatureBuildError
+    from eaglerec.ingest import IngestError
+    from expectations.gate import RawGateError
+
+    return IngestError, RawGateError, FeatureBuildError, ExportError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="eaglerec", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    ingest = commands.add_parser("ingest", help="copy a MovieLens release into $EAGLEREC_HOME/raw/<dataset>/")
+    ingest.add_argument("source", nargs="?", default=str(BUNDLED_DATASET_DIR),
+                        help="a folder in the ml-latest layout, a .zip file, or an http(s) URL of a .zip "
+                             "(default: the bundled ml-latest-small)")
+    ingest.add_argument("--dataset", help="name under raw/ (default: the folder or zip name)")
+    ingest.add_argument("--sha256", help="expected SHA-256 of a downloaded zip")
+    ingest.set_defaults(run=run_ingest)
+
+    validate = commands.add_parser("validate", help="run the raw gate (Great Expectations) on an ingested dataset")
+    validate.add_argument("--dataset", default=DEFAULT_DATASET)
+    validate.set_defaults(run=run_validate)
+
+    build = commands.add_parser("build-features", help="dbt build: staging, intermediate, parquet marts, tests")
+    build.add_argument("--dataset", default=DEFAULT_DATASET)
+    build.add_argument("--split-method", default="per_user_time", choices=("per_user_time", "global_time", "random"))
+    build.add_argument("--split-seed", type=int, default=42, help="seed of the random split")
+    build.add_argument("--select", help="dbt node selection (default: everything)")
+    build.set_defaults(run=run_build_features)
+
+    show = commands.add_parser("show-marts", help="list the parquet marts with their row and column counts")
+    show.set_defaults(run=run_show_marts)
+
+    export = commands.add_parser("export-sparrowrecsys",
+                                 help="write rating_examples in SparrowRecSys's 27-column sample format")
+    export.add_argument("--out", help="output folder (default: $EAGLEREC_HOME/exports/sparrowrecsys)")
+    export.set_defaults(run=run_export_sparrowrecsys)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    apply_offline_env()
+    args = build_parser().parse_args(argv)
+    started = time.perf_counter()
+    try:
+        args.run(args)
+    except Exception as exc:
+        if not isinstance(exc, expected_errors()):
+            raise
+        print(f"eaglerec {args.command}: {exc}", file=sys.stderr)
+        return 1
+    print(f"eaglerec {args.command}: done in {time.perf_counter() - started:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

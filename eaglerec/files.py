@@ -1,0 +1,30 @@
+"""File helpers shared by every stage: checksums and all-or-nothing folder replacement."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from pathlib import Path
+
+CHUNK_BYTES = 1 << 20
+
+
+def compute_sha256(path: Path) -> str:
+    """Return the hex SHA-256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        while chunk := handle.read(CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def replace_dir(staged: Path, dest: Path) -> None:
+    """Swap staged into dest so readers see the old folder or the new one, never a half-written one."""
+    if dest.exists():
+        retired = dest.with_name(f".retired-{dest.name}-{os.getpid()}")
+        os.replace(dest, retired)
+        os.replace(staged, dest)
+        shutil.rmtree(retired)
+    else:
+        os.replace(staged, dest)

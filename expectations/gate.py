@@ -1,0 +1,165 @@
+"""The raw gate: run the raw suites over an ingested dataset and stop the pipeline with a precise message."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from eaglerec.files import compute_sha256
+from expectations.raw_suites import RAW_FILE_SPECS, RawFileSpec, build_text_suite, build_typed_suite
+
+GATE_FILE = "_gate.json"
+EXAMPLE_ROWS = 5
+# The header is line 1, so data row i (0-based) stands on line i + 2.
+FIRST_DATA_LINE = 2
+
+
+class RawGateError(Exception):
+    """The raw data failed validation; the message names file, expectation, column and example rows."""
+
+    def __init__(self, raw_dir: Path, problems: list[str]):
+        self.problems = problems
+        listing = "\n".join(f"  - {problem}" for problem in problems)
+        super().__init__(f"raw gate failed for {raw_dir} ({len(problems)} problem(s)); nothing downstream was written:\n{listing}")
+
+
+@dataclass(frozen=True)
+class GateReport:
+    raw_dir: Path
+    row_counts: dict[str, int]
+    checksums: dict[str, str]
+    expectations_run: int
+
+
+def read_text_frame(path: Path) -> pd.DataFrame:
+    """Read a CSV exactly as text (no NA guessing, BOM tolerated) so every value is checked as written."""
+    return pd.read_csv(path, dtype="string", keep_default_na=False, na_filter=False, encoding="utf-8-sig")
+
+
+def describe_read_error(path: Path, exc: Exception) -> str:
+    if isinstance(exc, pd.errors.EmptyDataError):
+        return f"{path.name}: the file is empty (no header, no rows)"
+    if isinstance(exc, UnicodeDecodeError):
+        return f"{path.name}: not UTF-8 text (byte offset {exc.start}: {exc.object[exc.start:exc.start + 8]!r})"
+    return f"{path.name}: cannot be parsed as CSV: {exc}"
+
+
+def describe_rows(frame: pd.DataFrame, indexes: list[int]) -> str:
+    rows = []
+    for index in indexes[:EXAMPLE_ROWS]:
+        values = ", ".join(f"{column}={frame.at[index, column]!r}" for column in frame.columns)
+        rows.append(f"line {index + FIRST_DATA_LINE}: {values}")
+    return "; ".join(rows)
+
+
+def describe_failure(file_name: str, text_frame: pd.DataFrame, result) -> str:
+    """Return one line naming file, expectation, column and example rows of a failed expectation."""
+    config = result.expectation_config
+    kwargs = config.kwargs
+    where = f"column {kwargs['column']!r}" if "column" in kwargs else (
+        f"columns {kwargs['column_list']}" if "column_list" in kwargs else "table")
+    outcome = result.result
+    if "unexpected_count" in outcome:
+        examples = describe_rows(text_frame, outcome.get("partial_unexpected_index_list") or [])
+        detail = f"{outcome['unexpected_count']} of {outcome['element_count']} rows unexpected; e.g. {examples}"
+    else:
+        expected = {key: value for key, value in kwargs.items() if key not in ("batch_id",)}
+        detail = f"observed {outcome.get('observed_value')!r}, expected {expected}"
+    return f"{file_name}: {config.type} on {where}: {detail}"
+
+
+class RawGate:
+    """Runs the raw suites with one ephemeral Great Expectations context."""
+
+    def __init__(self):
+        import great_expectations as gx
+        from great_expectations.data_context.types.base import ProgressBarsConfig
+
+        self.context = gx.get_context(mode="ephemeral")
+        self.context.variables.progress_bars = ProgressBarsConfig(globally=False)
+        self.source = self.context.data_sources.add_pandas("raw")
+        self.batches = {}
+
+    def validate(self, name: str, frame: pd.DataFrame, suite) -> list:
+        """Return the failed expectation results of suite on frame."""
+        if name not in self.batches:
+            asset = self.source.add_dataframe_asset(name=name)
+            self.batches[name] = asset.add_batch_definition_whole_dataframe("whole")
+        batch = self.batches[name].get_batch(batch_parameters={"dataframe": frame})
+        outcome = batch.validate(suite, result_format={"result_format": "SUMMARY", "partial_unexpected_count": EXAMPLE_ROWS})
+        return [result for result in outcome.results if not result.success]
+
+
+def parse_typed(spec: RawFileSpec, frame: pd.DataFrame) -> pd.DataFrame:
+    typed = frame.copy()
+    for column, dtype in (spec.dtypes or {}).items():
+        typed[column] = pd.to_numeric(frame[column]).astype(dtype)
+    return typed
+
+
+def validate_raw_dataset(raw_dir: Path, now: int | None = None) -> GateReport:
+    """Validate every raw file of a dataset; on success record the gate result, else raise RawGateError."""
+    raw_dir = Path(raw_dir)
+    gate_file = raw_dir / GATE_FILE
+    # A stale pass must never outlive a new failure.
+    gate_file.unlink(missing_ok=True)
+    now = int(time.time()) if now is None else now
+    gate = RawGate()
+    problems, text_frames, expectations_run = [], {}, 0
+    for name, spec in RAW_FILE_SPECS.items():
+        path = raw_dir / spec.file_name
+        if not path.is_file():
+            problems.append(f"{spec.file_name}: missing from {raw_dir}")
+            continue
+        try:
+            frame = read_text_frame(path)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
+            problems.append(describe_read_error(path, exc))
+            continue
+        suite = build_text_suite(spec)
+        expectations_run += len(suite.expectations)
+        failures = gate.validate(name, frame, suite)
+        problems += [describe_failure(spec.file_name, frame, failure) for failure in failures]
+        if not failures:
+            text_frames[name] = frame
+    if problems:
+        raise RawGateError(raw_dir, problems)
+
+    typed = {name: parse_typed(RAW_FILE_SPECS[name], frame) for name, frame in text_frames.items()}
+    movie_ids = typed["movies"]["movieId"].unique().tolist()
+    for name, frame in typed.items():
+        suite = build_typed_suite(name, movie_ids, now)
+        expectations_run += len(suite.expectations)
+        failures = gate.validate(f"{name}_typed", frame, suite)
+        problems += [describe_failure(RAW_FILE_SPECS[name].file_name, text_frames[name], failure) for failure in failures]
+    if problems:
+        raise RawGateError(raw_dir, problems)
+
+    report = GateReport(
+        raw_dir=raw_dir,
+        row_counts={name: len(frame) for name, frame in typed.items()},
+        checksums={spec.file_name: compute_sha256(raw_dir / spec.file_name) for spec in RAW_FILE_SPECS.values()},
+        expectations_run=expectations_run,
+    )
+    gate_file.write_text(json.dumps({
+        "status": "passed", "validated_at": now, "row_counts": report.row_counts,
+        "checksums": report.checksums, "expectations_run": expectations_run,
+    }, indent=2))
+    return report
+
+
+def require_passed_gate(raw_dir: Path) -> dict:
+    """Return the recorded gate result, or raise RawGateError if the files are unvalidated or changed since."""
+    raw_dir = Path(raw_dir)
+    gate_file = raw_dir / GATE_FILE
+    if not gate_file.exists():
+        raise RawGateError(raw_dir, [f"no passed raw gate recorded ({GATE_FILE} missing): run `eaglerec validate` first"])
+    recorded = json.loads(gate_file.read_text())
+    changed = [name for name, sha in recorded["checksums"].items() if compute_sha256(raw_dir / name) != sha]
+    if changed:
+        raise RawGateError(raw_dir, [f"{name}: changed since it was validated; validate again" for name in changed])
+    return recorded
