@@ -38,7 +38,8 @@ def build_features(dataset: str, paths: Paths | None = None, split_method: str =
     args = [find_dbt(), command, "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR),
             "--vars", json.dumps(dbt_vars)]
     if select:
-        args += ["--select", select]
+        # Run only the tests whose every parent is in the selection: others would read marts not rebuilt.
+        args += ["--select", select, "--indirect-selection", "cautious"]
     # dbt's compiled files and logs are runtime state too: keep them under EAGLEREC_HOME, out of the source tree.
     env = {**os.environ, "EAGLEREC_HOME": str(paths.home), "DBT_TARGET_PATH": str(paths.home / "dbt" / "target"),
            "DBT_LOG_PATH": str(paths.home / "dbt" / "logs")}

@@ -37,14 +37,31 @@ class GateReport:
 
 def read_text_frame(path: Path) -> pd.DataFrame:
     """Read a CSV exactly as text (no NA guessing, BOM tolerated) so every value is checked as written."""
-    return pd.read_csv(path, dtype="string", keep_default_na=False, na_filter=False, encoding="utf-8-sig")
+    frame = pd.read_csv(path, dtype="string", keep_default_na=False, na_filter=False, encoding="utf-8-sig")
+    if not isinstance(frame.index, pd.RangeIndex):
+        # pandas silently turns a first column without a header into the index when every row has one field more.
+        raise pd.errors.ParserError(f"every row has more fields than the {len(frame.columns)} of the header (line 2: "
+                                    f"{len(frame.columns) + 1} fields)")
+    return frame
+
+
+def find_undecodable_line(path: Path) -> tuple[int, bytes]:
+    """Return the first line of a file that is not valid UTF-8, with its number."""
+    with path.open("rb") as handle:
+        for line_number, line in enumerate(handle, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError:
+                return line_number, line.rstrip(b"\r\n")
+    return 0, b""
 
 
 def describe_read_error(path: Path, exc: Exception) -> str:
     if isinstance(exc, pd.errors.EmptyDataError):
         return f"{path.name}: the file is empty (no header, no rows)"
     if isinstance(exc, UnicodeDecodeError):
-        return f"{path.name}: not UTF-8 text (byte offset {exc.start}: {exc.object[exc.start:exc.start + 8]!r})"
+        line_number, line = find_undecodable_line(path)
+        return f"{path.name}: not UTF-8 text: line {line_number}: {line!r}"
     return f"{path.name}: cannot be parsed as CSV: {exc}"
 
 
@@ -63,7 +80,14 @@ def describe_failure(file_name: str, text_frame: pd.DataFrame, result) -> str:
     where = f"column {kwargs['column']!r}" if "column" in kwargs else (
         f"columns {kwargs['column_list']}" if "column_list" in kwargs else "table")
     outcome = result.result
-    if "unexpected_count" in outcome:
+    if config.type == "expect_table_columns_to_match_ordered_list":
+        expected, observed = kwargs["column_list"], list(outcome.get("observed_value") or [])
+        missing = [column for column in expected if column not in observed]
+        extra = [column for column in observed if column not in expected]
+        detail = f"header {observed}, expected {expected}"
+        detail += f"; missing column(s) {missing}" if missing else ""
+        detail += f"; unexpected column(s) {extra}" if extra else ""
+    elif "unexpected_count" in outcome:
         examples = describe_rows(text_frame, outcome.get("partial_unexpected_index_list") or [])
         detail = f"{outcome['unexpected_count']} of {outcome['element_count']} rows unexpected; e.g. {examples}"
     else:

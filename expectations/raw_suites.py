@@ -18,9 +18,9 @@ HALF_STAR_RATINGS = [step / 2 for step in range(1, 11)]  # 0.5, 1.0, ..., 5.0
 # Ids fit a 32-bit integer (dbt casts them to INTEGER); epoch seconds fit 11 digits.
 POSITIVE_INT = r"^[1-9][0-9]{0,8}$"
 UNSIGNED_INT = r"^[0-9]{1,11}$"
-DECIMAL = r"^[0-9]{1,3}(\.[0-9]{1,6})?$"
+DECIMAL = r"^[0-9]{1,3}(?:\.[0-9]{1,6})?$"
 NOT_BLANK = r"\S"
-GENRE_LIST = r"^[^|]+(\|[^|]+)*$"
+GENRE_LIST = r"^[^|]+(?:\|[^|]+)*$"
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,7 @@ def build_text_suite(spec: RawFileSpec) -> gx.ExpectationSuite:
     for column, pattern in spec.patterns.items():
         if column in spec.optional_columns:
             # Empty means "unknown" here (tmdbId is missing for a few movies); anything else must match.
-            pattern = f"^$|{pattern}"
+            pattern = f"^$|(?:{pattern})"
         suite.add_expectation(gx.expectations.ExpectColumnValuesToMatchRegex(column=column, regex=pattern))
     return suite
 

@@ -1,0 +1,87 @@
+"""Shared fixtures: tiny hand-made MovieLens files, and one real build of the bundled data set."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from eaglerec.settings import BUNDLED_DATASET_DIR, DEFAULT_DATASET, Paths, apply_offline_env
+
+apply_offline_env()
+
+TINY_MOVIES = """movieId,title,genres
+1,Toy Story (1995),Adventure|Animation|Children|Comedy|Fantasy
+2,"American President, The (1995)",Comedy|Drama|Romance
+3,Babylon 5,Sci-Fi
+4,"Shawshank Redemption, The (1994)",Crime|Drama
+"""
+TINY_RATINGS = """userId,movieId,rating,timestamp
+1,1,4.0,964982703
+1,2,3.5,964982703
+1,3,2.0,964983000
+2,1,5.0,1445714994
+2,4,0.5,1445715000
+3,2,3.0,1537799250
+"""
+TINY_LINKS = """movieId,imdbId,tmdbId
+1,0114709,862
+2,0112346,9087
+3,0105946,
+4,0111161,278
+"""
+TINY_TAGS = """userId,movieId,tag,timestamp
+2,1,pixar,1445714996
+3,4,"prison, hope",1537799251
+"""
+
+
+def write_tiny_release(folder: Path, **overrides: str | bytes) -> Path:
+    """Write a valid four-file release into folder; overrides replace a file's content by name (ratings=...)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {"movies": TINY_MOVIES, "ratings": TINY_RATINGS, "links": TINY_LINKS, "tags": TINY_TAGS, **overrides}
+    for name, content in files.items():
+        path = folder / f"{name}.csv"
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content, newline="")
+    return folder
+
+
+@pytest.fixture
+def tiny_release(tmp_path: Path) -> Path:
+    return write_tiny_release(tmp_path / "tiny")
+
+
+@pytest.fixture
+def paths(tmp_path: Path) -> Paths:
+    return Paths(tmp_path / "home")
+
+
+@pytest.fixture(scope="session")
+def built_paths(tmp_path_factory: pytest.TempPathFactory) -> Paths:
+    """One EAGLEREC_HOME with the bundled data ingested, validated and built by dbt (shared by the slow tests)."""
+    from eaglerec.features import build_features
+    from eaglerec.ingest import ingest
+    from expectations.gate import validate_raw_dataset
+
+    paths = Paths(tmp_path_factory.mktemp("built") / "home")
+    result = ingest(str(BUNDLED_DATASET_DIR), paths=paths)
+    validate_raw_dataset(result.raw_dir)
+    build_features(DEFAULT_DATASET, paths=paths)
+    return paths
+
+
+@pytest.fixture(scope="session")
+def bundled_frames() -> dict:
+    """The bundled raw CSVs read independently with pandas (the reference the marts are checked against)."""
+    import pandas as pd
+
+    return {name: pd.read_csv(BUNDLED_DATASET_DIR / f"{name}.csv") for name in ("ratings", "movies", "links", "tags")}
+
+
+def copy_release(source: Path, dest: Path) -> Path:
+    shutil.copytree(source, dest)
+    return dest

@@ -1,0 +1,153 @@
+"""The raw gate on real files: the bundled data passes; each kind of bad input stops with a precise message."""
+
+import json
+import time
+
+import pytest
+
+from eaglerec.features import build_features
+from eaglerec.settings import Paths
+from expectations.gate import GATE_FILE, RawGateError, require_passed_gate, validate_raw_dataset
+from tests.conftest import TINY_MOVIES, TINY_RATINGS, write_tiny_release
+
+pytestmark = pytest.mark.integration
+
+FUTURE = int(time.time()) + 86_400
+
+
+def replace_line(text: str, line_number: int, new_line: str) -> str:
+    lines = text.splitlines(keepends=True)
+    lines[line_number - 1] = new_line + "\n"
+    return "".join(lines)
+
+
+def test_the_bundled_data_passes_and_the_pass_is_recorded(tmp_path):
+    from eaglerec.settings import BUNDLED_DATASET_DIR
+    from tests.conftest import copy_release
+
+    raw_dir = copy_release(BUNDLED_DATASET_DIR, tmp_path / "ml-latest-small")
+    report = validate_raw_dataset(raw_dir)
+
+    assert report.row_counts == {"ratings": 100_836, "movies": 9_742, "links": 9_742, "tags": 3_683}
+    recorded = json.loads((raw_dir / GATE_FILE).read_text())
+    assert recorded["status"] == "passed"
+    assert require_passed_gate(raw_dir)["checksums"] == report.checksums
+
+
+BAD_INPUTS = {
+    # case: (file overrides, file, expectation, column, line numbers that must be named)
+    "missing column": (
+        {"ratings": "".join(line.rsplit(",", 1)[0] + "\n" for line in TINY_RATINGS.splitlines())},
+        "ratings.csv", "expect_table_columns_to_match_ordered_list", "missing column(s) ['timestamp']", []),
+    "extra column": (
+        {"movies": TINY_MOVIES.replace("movieId,title,genres", "movieId,title,genres,year")},
+        "movies.csv", "expect_table_columns_to_match_ordered_list", "unexpected column(s) ['year']", []),
+    "non-numeric rating": (
+        {"ratings": replace_line(TINY_RATINGS, 4, "1,3,four,964983000")},
+        "ratings.csv", "expect_column_values_to_match_regex", "column 'rating'", [4]),
+    "rating 7": (
+        {"ratings": replace_line(TINY_RATINGS, 5, "2,1,7,1445714994")},
+        "ratings.csv", "expect_column_values_to_be_in_set", "column 'rating'", [5]),
+    "rating between half steps": (
+        {"ratings": replace_line(TINY_RATINGS, 5, "2,1,4.25,1445714994")},
+        "ratings.csv", "expect_column_values_to_be_in_set", "column 'rating'", [5]),
+    "negative user id": (
+        {"ratings": replace_line(TINY_RATINGS, 2, "-1,1,4.0,964982703")},
+        "ratings.csv", "expect_column_values_to_match_regex", "column 'userId'", [2]),
+    "duplicate (user, movie)": (
+        {"ratings": TINY_RATINGS + "1,2,5.0,964990000\n"},
+        "ratings.csv", "expect_compound_columns_to_be_unique", "columns ['userId', 'movieId']", [3, 8]),
+    "duplicate movie id": (
+        {"movies": TINY_MOVIES + "4,Another (2001),Drama\n"},
+        "movies.csv", "expect_column_values_to_be_unique", "column 'movieId'", [5, 6]),
+    "rating for a movie not in movies.csv": (
+        {"ratings": replace_line(TINY_RATINGS, 7, "3,99,3.0,1537799250")},
+        "ratings.csv", "expect_column_values_to_be_in_set", "column 'movieId'", [7]),
+    "timestamp in the future": (
+        {"ratings": replace_line(TINY_RATINGS, 6, f"2,4,0.5,{FUTURE}")},
+        "ratings.csv", "expect_column_values_to_be_between", "column 'timestamp'", [6]),
+    "timestamp before MovieLens": (
+        {"tags": "userId,movieId,tag,timestamp\n2,1,pixar,86400\n"},
+        "tags.csv", "expect_column_values_to_be_between", "column 'timestamp'", [2]),
+    "header only": (
+        {"ratings": "userId,movieId,rating,timestamp\n"},
+        "ratings.csv", "expect_table_row_count_to_be_between", "table", []),
+    "truncated last line": (
+        {"ratings": TINY_RATINGS + "3,4,4."},
+        "ratings.csv", "expect_column_values_to_match_regex", "column 'rating'", [8]),
+    "blank title": (
+        {"movies": replace_line(TINY_MOVIES, 3, "2,  ,Comedy")},
+        "movies.csv", "expect_column_values_to_match_regex", "column 'title'", [3]),
+}
+
+
+@pytest.mark.parametrize("case", BAD_INPUTS)
+def test_bad_input_stops_at_the_gate_naming_file_expectation_column_and_lines(case, tmp_path):
+    overrides, file_name, expectation, where, lines = BAD_INPUTS[case]
+    raw_dir = write_tiny_release(tmp_path / "tiny", **overrides)
+
+    with pytest.raises(RawGateError) as failure:
+        validate_raw_dataset(raw_dir)
+
+    problem = next((p for p in failure.value.problems if p.startswith(file_name) and expectation in p), None)
+    assert problem, f"no {expectation} problem for {file_name} in: {failure.value.problems}"
+    assert where in problem
+    for line in lines:
+        assert f"line {line}:" in problem
+    assert not (raw_dir / GATE_FILE).exists()
+
+
+UNREADABLE = {
+    "empty file": ({"ratings": ""}, "ratings.csv: the file is empty"),
+    "broken quoting": ({"movies": TINY_MOVIES + '5,"Unclosed (2001),Drama\n'}, "movies.csv: cannot be parsed as CSV"),
+    "too many fields": ({"links": "movieId,imdbId,tmdbId\n1,0114709,862,7\n"}, "links.csv: cannot be parsed as CSV"),
+    "not UTF-8": ({"movies": TINY_MOVIES.encode() + "5,Am\xe9lie (2001),Romance\n".encode("latin-1")},
+                  r"movies.csv: not UTF-8 text: line 6: b'5,Am\\xe9lie \(2001\),Romance'"),
+}
+
+
+@pytest.mark.parametrize("case", UNREADABLE)
+def test_unreadable_files_stop_at_the_gate_with_the_reason(case, tmp_path):
+    overrides, message = UNREADABLE[case]
+    raw_dir = write_tiny_release(tmp_path / "tiny", **overrides)
+    with pytest.raises(RawGateError, match=message):
+        validate_raw_dataset(raw_dir)
+
+
+def test_crlf_line_ends_and_a_utf8_bom_are_accepted(tmp_path):
+    crlf = {name: text.replace("\n", "\r\n") for name, text in {"ratings": TINY_RATINGS, "movies": TINY_MOVIES}.items()}
+    raw_dir = write_tiny_release(tmp_path / "tiny", ratings=b"\xef\xbb\xbf" + crlf["ratings"].encode(),
+                                 movies=crlf["movies"])
+    report = validate_raw_dataset(raw_dir)
+    assert report.row_counts["ratings"] == 6
+
+
+def test_every_problem_is_reported_at_once(tmp_path):
+    raw_dir = write_tiny_release(tmp_path / "tiny", ratings=replace_line(TINY_RATINGS, 4, "1,3,x,964983000"),
+                                 links="movieId,imdbId\n1,0114709\n")
+    with pytest.raises(RawGateError) as failure:
+        validate_raw_dataset(raw_dir)
+    assert {p.split(":")[0] for p in failure.value.problems} == {"ratings.csv", "links.csv"}
+
+
+def test_a_failed_gate_stops_the_feature_build_and_leaves_the_marts_as_they_were(tmp_path):
+    paths = Paths(tmp_path / "home")
+    raw_dir = write_tiny_release(paths.raw / "tiny", ratings=replace_line(TINY_RATINGS, 5, "2,1,7,1445714994"))
+    paths.marts.mkdir(parents=True)
+    sentinel = paths.marts / "user_profiles.parquet"
+    sentinel.write_bytes(b"the marts of the last good build")
+
+    with pytest.raises(RawGateError):
+        validate_raw_dataset(raw_dir)
+    with pytest.raises(RawGateError, match="no passed raw gate recorded"):
+        build_features("tiny", paths=paths)
+    assert sentinel.read_bytes() == b"the marts of the last good build"
+    assert not paths.warehouse.exists()
+
+
+def test_files_changed_after_the_gate_must_pass_it_again(tmp_path):
+    raw_dir = write_tiny_release(tmp_path / "tiny")
+    validate_raw_dataset(raw_dir)
+    (raw_dir / "ratings.csv").write_text(TINY_RATINGS + "3,4,9,1537799260\n")
+    with pytest.raises(RawGateError, match="ratings.csv: changed since it was validated"):
+        require_passed_gate(raw_dir)
