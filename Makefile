@@ -9,11 +9,14 @@ PYTHON_VERSION := 3.11
 ML_ENV := .venvs/ml
 AIRFLOW_ENV := .venvs/airflow
 ML_BIN := $(ML_ENV)/bin
-export EAGLEREC_HOME ?= $(CURDIR)/var
 
 # Telemetry off for every tool: the variables come from the one file that lists them.
 include eaglerec/offline.env
-export $(shell sed -n 's/^\([A-Z_][A-Z0-9_]*\)=.*/\1/p' eaglerec/offline.env)
+# Local settings (see .env.example), if any.
+-include .env
+export $(shell sed -n 's/^\([A-Z_][A-Z0-9_]*\)=.*/\1/p' eaglerec/offline.env $(wildcard .env))
+EAGLEREC_HOME ?= $(CURDIR)/var
+export EAGLEREC_HOME
 
 # uv from PATH, else a private copy installed from PyPI (the only registry these machines reach).
 UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/bin/uv)

@@ -87,9 +87,9 @@ def fetch_zip(url: str, paths: Paths, expected_sha256: str | None) -> Path:
     sidecar = dest.with_name(dest.name + ".json")
     if dest.exists() and sidecar.exists():
         recorded = json.loads(sidecar.read_text())
-        if recorded.get("url") == url and expected_sha256 in (None, recorded.get("sha256")):
-            if compute_sha256(dest) == recorded.get("sha256"):
-                return dest
+        same_request = recorded.get("url") == url and expected_sha256 in (None, recorded.get("sha256"))
+        if same_request and compute_sha256(dest) == recorded.get("sha256"):
+            return dest
     sha256 = download(url, dest, expected_sha256)
     sidecar.write_text(json.dumps({"url": url, "sha256": sha256}, indent=2))
     return dest
@@ -120,7 +120,8 @@ def check_release_dir(folder: Path) -> None:
         raise IngestError(f"{folder}: no such directory")
     missing = [name for name in RAW_FILES if not (folder / name).is_file()]
     if missing:
-        raise IngestError(f"{folder}: missing {', '.join(missing)} (expected the ml-latest layout: {', '.join(RAW_FILES)})")
+        raise IngestError(f"{folder}: missing {', '.join(missing)} "
+                          f"(expected the ml-latest layout: {', '.join(RAW_FILES)})")
 
 
 def ingest(source: str, dataset: str | None = None, paths: Paths | None = None,

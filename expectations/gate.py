@@ -24,7 +24,8 @@ class RawGateError(Exception):
     def __init__(self, raw_dir: Path, problems: list[str]):
         self.problems = problems
         listing = "\n".join(f"  - {problem}" for problem in problems)
-        super().__init__(f"raw gate failed for {raw_dir} ({len(problems)} problem(s)); nothing downstream was written:\n{listing}")
+        super().__init__(f"raw gate failed for {raw_dir} ({len(problems)} problem(s)); "
+                         f"nothing downstream was written:\n{listing}")
 
 
 @dataclass(frozen=True)
@@ -114,7 +115,8 @@ class RawGate:
             asset = self.source.add_dataframe_asset(name=name)
             self.batches[name] = asset.add_batch_definition_whole_dataframe("whole")
         batch = self.batches[name].get_batch(batch_parameters={"dataframe": frame})
-        outcome = batch.validate(suite, result_format={"result_format": "SUMMARY", "partial_unexpected_count": EXAMPLE_ROWS})
+        result_format = {"result_format": "SUMMARY", "partial_unexpected_count": EXAMPLE_ROWS}
+        outcome = batch.validate(suite, result_format=result_format)
         return [result for result in outcome.results if not result.success]
 
 
@@ -159,7 +161,8 @@ def validate_raw_dataset(raw_dir: Path, now: int | None = None) -> GateReport:
         suite = build_typed_suite(name, movie_ids, now)
         expectations_run += len(suite.expectations)
         failures = gate.validate(f"{name}_typed", frame, suite)
-        problems += [describe_failure(RAW_FILE_SPECS[name].file_name, text_frames[name], failure) for failure in failures]
+        file_name = RAW_FILE_SPECS[name].file_name
+        problems += [describe_failure(file_name, text_frames[name], failure) for failure in failures]
     if problems:
         raise RawGateError(raw_dir, problems)
 
@@ -181,7 +184,8 @@ def require_passed_gate(raw_dir: Path) -> dict:
     raw_dir = Path(raw_dir)
     gate_file = raw_dir / GATE_FILE
     if not gate_file.exists():
-        raise RawGateError(raw_dir, [f"no passed raw gate recorded ({GATE_FILE} missing): run `eaglerec validate` first"])
+        raise RawGateError(raw_dir, [f"no passed raw gate recorded ({GATE_FILE} missing): "
+                                     "run `eaglerec validate` first"])
     recorded = json.loads(gate_file.read_text())
     changed = [name for name, sha in recorded["checksums"].items() if compute_sha256(raw_dir / name) != sha]
     if changed:
