@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -87,9 +88,14 @@ def measure(command: list[str], env: dict) -> tuple[float, float]:
 def benchmark(n_ratings: int, work: Path, seed: int) -> list[tuple[str, float, float]]:
     dataset = f"synthetic-{n_ratings}"
     generated = time.perf_counter()
-    release = generate_release(n_ratings, work / "releases" / dataset, seed)
+    release = work / "releases" / dataset
+    # Generated in a child process: a large parent would be counted in every later child's peak RSS (fork).
+    subprocess.run([sys.executable, __file__, "--generate", str(n_ratings), "--seed", str(seed), "--work", str(work)],
+                   check=True)
     print(f"  data for N={n_ratings:,} ready in {time.perf_counter() - generated:.1f} s ({release})", flush=True)
-    home = work / "home"
+    # A fresh EAGLEREC_HOME each run: an earlier copy would turn ingest into a no-op and skew the figures.
+    home = work / "home" / dataset
+    shutil.rmtree(home, ignore_errors=True)
     env = {**os.environ, "EAGLEREC_HOME": str(home)}
     cli = str(Path(sys.executable).parent / "eaglerec")
     stages = [("ingest", [cli, "ingest", str(release), "--dataset", dataset]),
@@ -108,7 +114,11 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000])
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--work", type=Path, default=REPO_ROOT / "var" / "bench")
+    parser.add_argument("--generate", type=int, metavar="N", help="only write the synthetic release of N ratings")
     args = parser.parse_args()
+    if args.generate:
+        generate_release(args.generate, args.work / "releases" / f"synthetic-{args.generate}", args.seed)
+        return
     results = {n: benchmark(n, args.work, args.seed) for n in args.sizes}
 
     print("\nN ratings     stage        wall s   peak RSS MiB   ratings/s")

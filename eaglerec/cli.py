@@ -6,6 +6,7 @@ import argparse
 import sys
 import time
 
+from eaglerec.features import SPLIT_METHODS
 from eaglerec.settings import BUNDLED_DATASET_DIR, DEFAULT_DATASET, Paths, apply_offline_env
 
 
@@ -83,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     build = commands.add_parser("build-features", help="dbt build: staging, intermediate, parquet marts, tests")
     build.add_argument("--dataset", default=DEFAULT_DATASET)
-    build.add_argument("--split-method", default="per_user_time", choices=("per_user_time", "global_time", "random"))
+    build.add_argument("--split-method", default=SPLIT_METHODS[0], choices=SPLIT_METHODS)
     build.add_argument("--split-seed", type=int, default=42, help="seed of the random split")
     build.add_argument("--select", help="dbt node selection (default: everything)")
     build.set_defaults(run=run_build_features)

@@ -15,7 +15,7 @@ MARTS = ("movie_profiles", "user_profiles", "rating_events", "rating_examples", 
 
 
 class FeatureBuildError(Exception):
-    """dbt failed; the message names the failing nodes."""
+    """dbt build failed; dbt's own output above the message names the failing models and tests."""
 
 
 def find_dbt() -> str:
@@ -25,8 +25,8 @@ def find_dbt() -> str:
 
 
 def build_features(dataset: str, paths: Paths | None = None, split_method: str = "per_user_time",
-                   split_seed: int = 42, select: str | None = None, command: str = "build") -> Path:
-    """Run `dbt <command>` for a dataset that passed the raw gate; return the marts folder."""
+                   split_seed: int = 42, select: str | None = None) -> Path:
+    """Run `dbt build` for a dataset that passed the raw gate; return the marts folder."""
     from expectations.gate import require_passed_gate
 
     paths = paths or Paths.from_env()
@@ -35,7 +35,7 @@ def build_features(dataset: str, paths: Paths | None = None, split_method: str =
     require_passed_gate(paths.raw_dataset(dataset))
     paths.marts.mkdir(parents=True, exist_ok=True)
     dbt_vars = {"dataset": dataset, "split_method": split_method, "split_seed": split_seed}
-    args = [find_dbt(), command, "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR),
+    args = [find_dbt(), "build", "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR),
             "--vars", json.dumps(dbt_vars)]
     if select:
         # Run only the tests whose every parent is in the selection: others would read marts not rebuilt.
@@ -45,6 +45,6 @@ def build_features(dataset: str, paths: Paths | None = None, split_method: str =
            "DBT_LOG_PATH": str(paths.home / "dbt" / "logs")}
     completed = subprocess.run(args, env=env, cwd=DBT_PROJECT_DIR)
     if completed.returncode != 0:
-        raise FeatureBuildError(f"dbt {command} failed for dataset {dataset!r} (exit {completed.returncode}); "
+        raise FeatureBuildError(f"dbt build failed for dataset {dataset!r} (exit {completed.returncode}); "
                                 f"see the dbt output above and {paths.home / 'dbt' / 'logs' / 'dbt.log'}")
     return paths.marts
