@@ -36,12 +36,16 @@ def generate_release(n_ratings: int, folder: Path, seed: int) -> Path:
     n_movies = max(1_000, int(62_000 * (n_ratings / 25_000_000) ** 0.5))
 
     activity = rng.lognormal(mean=0.0, sigma=1.1, size=n_users)
-    per_user = np.maximum(20, np.round(activity / activity.sum() * n_ratings * 1.2)).astype(np.int64)
-    users = np.repeat(np.arange(1, n_users + 1, dtype=np.int64), per_user)
     popularity = 1.0 / np.power(np.arange(1, n_movies + 1) + 10.0, 1.1)
-    movies = rng.choice(np.arange(1, n_movies + 1), size=len(users), p=popularity / popularity.sum())
-    # One rating per (user, movie): keep the first draw of each pair, then trim to n_ratings at random.
-    pairs = np.unique(users * (n_movies + 1) + movies)
+    pairs = np.empty(0, dtype=np.int64)
+    oversample = 1.3
+    while len(pairs) < n_ratings:
+        # One rating per (user, movie): repeated draws of a pair collapse, so draw more until there are enough.
+        per_user = np.maximum(20, np.round(activity / activity.sum() * n_ratings * oversample)).astype(np.int64)
+        users = np.repeat(np.arange(1, n_users + 1, dtype=np.int64), per_user)
+        movies = rng.choice(np.arange(1, n_movies + 1), size=len(users), p=popularity / popularity.sum())
+        pairs = np.unique(users * (n_movies + 1) + movies)
+        oversample *= 1.3
     pairs = rng.permutation(pairs)[:n_ratings]
     pairs.sort()
     users, movies = pairs // (n_movies + 1), pairs % (n_movies + 1)

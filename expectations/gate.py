@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from eaglerec.files import compute_sha256
@@ -120,6 +122,31 @@ class RawGate:
         return [result for result in outcome.results if not result.success]
 
 
+def read_header(path: Path) -> list[str]:
+    with path.open(newline="", encoding="utf-8-sig", errors="replace") as handle:
+        return next(csv.reader(handle), [])
+
+
+def read_typed_frame(path: Path, spec: RawFileSpec) -> pd.DataFrame | None:
+    """Parse a raw file with the types its columns must have; None when it does not parse cleanly as such."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    if read_header(path) != list(spec.columns):
+        return None
+    types = {column: pa.from_numpy_dtype(np.dtype(spec.dtypes.get(column, "object")))
+             if column in (spec.dtypes or {}) else pa.string() for column in spec.columns}
+    convert = pacsv.ConvertOptions(column_types=types, null_values=[], strings_can_be_null=False,
+                                   quoted_strings_can_be_null=False)
+    try:
+        table = pacsv.read_csv(path, parse_options=pacsv.ParseOptions(newlines_in_values=True),
+                               convert_options=convert)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return None
+    # A UTF-8 byte order mark stays in the first name here; the text path reads such a file correctly.
+    return table.to_pandas() if table.column_names == list(spec.columns) else None
+
+
 def parse_typed(spec: RawFileSpec, frame: pd.DataFrame) -> pd.DataFrame:
     typed = frame.copy()
     for column, dtype in (spec.dtypes or {}).items():
@@ -135,11 +162,15 @@ def validate_raw_dataset(raw_dir: Path, now: int | None = None) -> GateReport:
     gate_file.unlink(missing_ok=True)
     now = int(time.time()) if now is None else now
     gate = RawGate()
-    problems, text_frames, expectations_run = [], {}, 0
+    problems, typed, expectations_run = [], {}, 0
     for name, spec in RAW_FILE_SPECS.items():
         path = raw_dir / spec.file_name
         if not path.is_file():
             problems.append(f"{spec.file_name}: missing from {raw_dir}")
+            continue
+        frame = read_typed_frame(path, spec)
+        if frame is not None:
+            typed[name] = frame
             continue
         try:
             frame = read_text_frame(path)
@@ -151,18 +182,17 @@ def validate_raw_dataset(raw_dir: Path, now: int | None = None) -> GateReport:
         failures = gate.validate(name, frame, suite)
         problems += [describe_failure(spec.file_name, frame, failure) for failure in failures]
         if not failures:
-            text_frames[name] = frame
+            typed[name] = parse_typed(spec, frame)
     if problems:
         raise RawGateError(raw_dir, problems)
 
-    typed = {name: parse_typed(RAW_FILE_SPECS[name], frame) for name, frame in text_frames.items()}
     movie_ids = typed["movies"]["movieId"].unique().tolist()
     for name, frame in typed.items():
         suite = build_typed_suite(name, movie_ids, now)
         expectations_run += len(suite.expectations)
         failures = gate.validate(f"{name}_typed", frame, suite)
         file_name = RAW_FILE_SPECS[name].file_name
-        problems += [describe_failure(file_name, text_frames[name], failure) for failure in failures]
+        problems += [describe_failure(file_name, frame, failure) for failure in failures]
     if problems:
         raise RawGateError(raw_dir, problems)
 

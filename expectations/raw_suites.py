@@ -1,8 +1,10 @@
-"""Expectation suites for the raw MovieLens files, one pair per file.
+"""Expectation suites for the raw MovieLens files.
 
-Each file is checked in two passes. The text pass runs on the file read as strings (so a bad value is reported as
-it stands in the file, with its line): columns, non-empty, and the lexical shape of every value. The typed pass
-runs only when the text pass succeeded, on the parsed values: ranges, sets, uniqueness and references.
+A file is first parsed with the types it must have (pyarrow, strict: no empty numbers). When that works, the typed
+suite alone decides: columns, non-empty, ids in range, half-star ratings, plausible timestamps, uniqueness, references
+to movies.csv, and the shape of the text columns. When it does not (a value that is not a number, a broken line,
+bad bytes), the file is read as plain strings and the text suite names the values and lines that are wrong, as they
+stand in the file.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ MOVIELENS_FIRST_RATING_AT = 788_918_400  # 1995-01-01T00:00:00Z
 HALF_STAR_RATINGS = [step / 2 for step in range(1, 11)]  # 0.5, 1.0, ..., 5.0
 
 # Ids fit a 32-bit integer (dbt casts them to INTEGER); epoch seconds fit 11 digits.
+MAX_ID = 999_999_999
 POSITIVE_INT = r"^[1-9][0-9]{0,8}$"
 UNSIGNED_INT = r"^[0-9]{1,11}$"
 DECIMAL = r"^[0-9]{1,3}(?:\.[0-9]{1,6})?$"
@@ -64,30 +67,44 @@ RAW_FILE_SPECS = {
 }
 
 
-def build_text_suite(spec: RawFileSpec) -> gx.ExpectationSuite:
-    """Return the text-pass suite of a raw file: columns, non-empty, and each value's shape."""
-    suite = gx.ExpectationSuite(name=f"raw_{spec.file_name}_text")
+def add_structure(suite: gx.ExpectationSuite, spec: RawFileSpec, columns: list[str]) -> None:
+    """Add the checks every pass shares: the header, at least one row, and the text pattern of `columns`."""
     suite.add_expectation(gx.expectations.ExpectTableColumnsToMatchOrderedList(column_list=list(spec.columns)))
     suite.add_expectation(gx.expectations.ExpectTableRowCountToBeBetween(min_value=1))
-    for column, pattern in spec.patterns.items():
+    for column in columns:
+        pattern = spec.patterns[column]
         if column in spec.optional_columns:
             # Empty means "unknown" here (tmdbId is missing for a few movies); anything else must match.
             pattern = f"^$|(?:{pattern})"
         suite.add_expectation(gx.expectations.ExpectColumnValuesToMatchRegex(column=column, regex=pattern))
+
+
+def build_text_suite(spec: RawFileSpec) -> gx.ExpectationSuite:
+    """Return the text suite of a raw file read as strings: header, non-empty, and every value's shape."""
+    suite = gx.ExpectationSuite(name=f"raw_{spec.file_name}_text")
+    add_structure(suite, spec, list(spec.patterns))
     return suite
 
 
 def build_typed_suite(name: str, movie_ids: list[int], now: int) -> gx.ExpectationSuite:
-    """Return the typed-pass suite of a raw file: ranges, half-star ratings, uniqueness, references to movies."""
+    """Return the typed suite of a parsed raw file: structure, ranges, ratings, uniqueness, references to movies."""
     expect = gx.expectations
+    spec = RAW_FILE_SPECS[name]
     suite = gx.ExpectationSuite(name=f"raw_{name}_typed")
-    timestamp_range = {"min_value": MOVIELENS_FIRST_RATING_AT, "max_value": now}
+    typed_columns = list(spec.dtypes or {})
+    add_structure(suite, spec, [column for column in spec.patterns if column not in typed_columns])
+    for column in typed_columns:
+        # A float parser reads "nan"; Great Expectations skips nulls in every other check.
+        suite.add_expectation(expect.ExpectColumnValuesToNotBeNull(column=column))
+    for column in ("userId", "movieId"):
+        if column in typed_columns:
+            suite.add_expectation(expect.ExpectColumnValuesToBeBetween(column=column, min_value=1, max_value=MAX_ID))
+    if "timestamp" in typed_columns:
+        suite.add_expectation(expect.ExpectColumnValuesToBeBetween(
+            column="timestamp", min_value=MOVIELENS_FIRST_RATING_AT, max_value=now))
     if name == "ratings":
         suite.add_expectation(expect.ExpectColumnValuesToBeInSet(column="rating", value_set=HALF_STAR_RATINGS))
-        suite.add_expectation(expect.ExpectColumnValuesToBeBetween(column="timestamp", **timestamp_range))
         suite.add_expectation(expect.ExpectCompoundColumnsToBeUnique(column_list=["userId", "movieId"]))
-    if name == "tags":
-        suite.add_expectation(expect.ExpectColumnValuesToBeBetween(column="timestamp", **timestamp_range))
     if name in ("movies", "links"):
         suite.add_expectation(expect.ExpectColumnValuesToBeUnique(column="movieId"))
     if name in ("ratings", "links", "tags"):

@@ -53,7 +53,16 @@ BAD_INPUTS = {
         "ratings.csv", "expect_column_values_to_be_in_set", "column 'rating'", [5]),
     "negative user id": (
         {"ratings": replace_line(TINY_RATINGS, 2, "-1,1,4.0,964982703")},
-        "ratings.csv", "expect_column_values_to_match_regex", "column 'userId'", [2]),
+        "ratings.csv", "expect_column_values_to_be_between", "column 'userId'", [2]),
+    "id too large for an integer": (
+        {"links": "movieId,imdbId,tmdbId\n1,0114709,862\n12345678901,0113497,8844\n"},
+        "links.csv", "expect_column_values_to_be_between", "column 'movieId'", [3]),
+    "rating nan": (
+        {"ratings": replace_line(TINY_RATINGS, 3, "1,2,nan,964982703")},
+        "ratings.csv", "expect_column_values_to_not_be_null", "column 'rating'", [3]),
+    "empty rating": (
+        {"ratings": replace_line(TINY_RATINGS, 3, "1,2,,964982703")},
+        "ratings.csv", "expect_column_values_to_match_regex", "column 'rating'", [3]),
     "duplicate (user, movie)": (
         {"ratings": TINY_RATINGS + "1,2,5.0,964990000\n"},
         "ratings.csv", "expect_compound_columns_to_be_unique", "columns ['userId', 'movieId']", [3, 8]),
