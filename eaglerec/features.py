@@ -11,7 +11,8 @@ from pathlib import Path
 from eaglerec.settings import DBT_PROJECT_DIR, Paths
 
 SPLIT_METHODS = ("per_user_time", "global_time", "random")
-MARTS = ("movie_profiles", "user_profiles", "rating_events", "rating_examples", "user_watch_sequences")
+MARTS = ("movie_profiles", "user_profiles", "user_recent_activity", "rating_events", "rating_examples",
+         "user_watch_sequences")
 
 
 class FeatureBuildError(Exception):

@@ -200,3 +200,17 @@ def test_the_warehouse_holds_every_layer(built_paths):
     with duckdb.connect(str(built_paths.warehouse), read_only=True) as con:
         relations = {name for (name,) in con.execute("select table_name from information_schema.tables").fetchall()}
     assert {"stg_movielens__ratings", "int_ratings_sequenced", "user_profiles", "rating_examples"} <= relations
+
+
+def test_user_recent_activity_holds_each_users_last_100_ratings_most_recent_first(bundled_frames, built_paths):
+    ratings = bundled_frames["ratings"].sort_values(["userId", "timestamp", "movieId"], ascending=[True, False, False])
+    activity = read_mart(built_paths, "user_recent_activity").set_index("user_id")
+
+    assert len(activity) == ratings.userId.nunique()
+    for user_id, group in ratings.groupby("userId"):
+        recent = group.head(HISTORY)
+        row = activity.loc[user_id]
+        assert list(row.recent_movie_ids) == recent.movieId.tolist()
+        assert list(row.recent_ratings) == recent.rating.tolist()
+        assert list(row.recent_rated_ats) == recent.timestamp.tolist()
+        assert row.valid_from == group.timestamp.max() + 1

@@ -56,6 +56,8 @@ final as (
     select
         statistics.movie_id,
         statistics.valid_from,
+        -- Feast reads time as a timestamp.
+        to_timestamp(statistics.valid_from) as valid_from_timestamp,
         statistics.movie_last_rated_at,
         movies.release_year,
         movies.movie_genre_1,

@@ -20,8 +20,8 @@ movie_profiles as (
 joined as (
     select
         events.*,
-        user_profiles.* exclude (user_id, valid_from),
-        movie_profiles.* exclude (movie_id, valid_from)
+        user_profiles.* exclude (user_id, valid_from, valid_from_timestamp),
+        movie_profiles.* exclude (movie_id, valid_from, valid_from_timestamp)
     from events
     asof left join user_profiles
         on events.user_id = user_profiles.user_id

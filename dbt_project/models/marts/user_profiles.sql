@@ -117,8 +117,10 @@ final as (
         user_rated_movie_ids[{{ rank }}] as user_rated_movie_{{ rank }},
         {%- endfor %}
         {%- for rank in range(1, 6) %}
-        user_genres[{{ rank }}] as user_genre_{{ rank }}{{ "," if not loop.last }}
+        user_genres[{{ rank }}] as user_genre_{{ rank }},
         {%- endfor %}
+        -- Feast reads time as a timestamp.
+        to_timestamp(valid_from) as valid_from_timestamp
     from (
         select * from profiles
         union all
