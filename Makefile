@@ -21,7 +21,7 @@ export EAGLEREC_HOME
 # uv from PATH, else a private copy installed from PyPI (the only registry these machines reach).
 UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/bin/uv)
 
-.PHONY: help install run test test-fast lint bench-features lock clean distclean
+.PHONY: help install system-packages run test test-fast lint bench-features bench-online lock clean distclean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -41,14 +41,20 @@ $(AIRFLOW_ENV)/.synced: locks/airflow.lock.txt | $(UV)
 	$(UV) pip sync --quiet --python $(AIRFLOW_ENV)/bin/python locks/airflow.lock.txt
 	touch $@
 
-install: $(ML_ENV)/.synced $(AIRFLOW_ENV)/.synced ## Create both locked environments (ML and Airflow) with uv
+install: $(ML_ENV)/.synced $(AIRFLOW_ENV)/.synced system-packages ## Create both locked environments (ML and Airflow) with uv
 
-run: install ## Ingest the bundled MovieLens sample, pass the raw gate, build the dbt feature marts
+system-packages: ## Install the Debian packages the platform and tests use (redis-server) when missing
+	@command -v redis-server >/dev/null || { echo "installing redis-server (Debian)"; apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server >/dev/null; }
+
+run: install ## Ingest the bundled sample, pass the raw gate, build the dbt marts, fill the Feast online store
 	$(ML_BIN)/eaglerec ingest
 	$(ML_BIN)/eaglerec validate
 	$(ML_BIN)/eaglerec build-features
 	$(ML_BIN)/eaglerec show-marts
-	@echo "Built so far: ingest -> raw gate -> dbt marts. Feast, training, serving and the Airflow DAGs come with their issues."
+	$(ML_BIN)/eaglerec feast-apply
+	$(ML_BIN)/eaglerec materialize
+	@echo "Built so far: ingest -> raw gate -> dbt marts -> Feast (offline + online). Training, serving and the Airflow DAGs come with their issues."
 
 test: install ## Run every test (unit, integration on the bundled data, contracts)
 	$(ML_BIN)/python -m pytest
@@ -61,6 +67,9 @@ lint: install ## Lint Python with ruff
 
 bench-features: install ## Benchmark ingest + gate + dbt build on synthetic data (SIZES="1000000 25000000")
 	$(ML_BIN)/python benchmarks/features.py $(if $(SIZES),--sizes $(SIZES))
+
+bench-online: install ## Benchmark Feast online reads, SQLite vs Redis (needs the marts: make run first)
+	$(ML_BIN)/python benchmarks/online_features.py
 
 lock: | $(UV) ## Re-resolve the lock files from locks/*.in (needs the package registry)
 	$(UV) pip compile --quiet locks/ml.in --python-version $(PYTHON_VERSION) -o locks/ml.lock.txt

@@ -48,6 +48,20 @@ def run_show_marts(args: argparse.Namespace) -> None:
             print(f"  {path.stem:<22} {rows:>10,} rows  {columns:>3} columns  {path}")
 
 
+def run_feast_apply(args: argparse.Namespace) -> None:
+    from eaglerec.feature_store import apply_feature_repo, select_online_store
+
+    apply_feature_repo(online_store=args.online_store)
+    print(f"feast apply: feature repo registered, {select_online_store(args.online_store)} online store ready")
+
+
+def run_materialize(args: argparse.Namespace) -> None:
+    from eaglerec.feature_store import materialize_online, open_feature_store
+
+    for view, outcome in materialize_online(open_feature_store(online_store=args.online_store)).items():
+        print(f"  {view:<22} {outcome}")
+
+
 def run_export_sparrowrecsys(args: argparse.Namespace) -> None:
     from eaglerec.export import export_sparrowrecsys
 
@@ -59,11 +73,12 @@ def run_export_sparrowrecsys(args: argparse.Namespace) -> None:
 def expected_errors() -> tuple[type[Exception], ...]:
     """The errors whose message already says what is wrong: printed without a traceback."""
     from eaglerec.export import ExportError
+    from eaglerec.feature_store import FeatureStoreError
     from eaglerec.features import FeatureBuildError
     from eaglerec.ingest import IngestError
     from expectations.gate import RawGateError
 
-    return IngestError, RawGateError, FeatureBuildError, ExportError
+    return IngestError, RawGateError, FeatureBuildError, FeatureStoreError, ExportError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -91,6 +106,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     show = commands.add_parser("show-marts", help="list the parquet marts with their row and column counts")
     show.set_defaults(run=run_show_marts)
+
+    online_store_help = "sqlite or redis (default: $EAGLEREC_ONLINE_STORE, else sqlite)"
+    feast_apply = commands.add_parser("feast-apply", help="register the Feast feature repo and create online tables")
+    feast_apply.add_argument("--online-store", help=online_store_help)
+    feast_apply.set_defaults(run=run_feast_apply)
+
+    materialize = commands.add_parser("materialize", help="load the latest feature states into the online store")
+    materialize.add_argument("--online-store", help=online_store_help)
+    materialize.set_defaults(run=run_materialize)
 
     export = commands.add_parser("export-sparrowrecsys",
                                  help="write rating_examples in SparrowRecSys's 27-column sample format")

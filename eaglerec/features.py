@@ -12,7 +12,7 @@ from eaglerec.settings import DBT_PROJECT_DIR, Paths
 
 SPLIT_METHODS = ("per_user_time", "global_time", "random")
 MARTS = ("movie_profiles", "user_profiles", "user_recent_activity", "rating_events", "rating_examples",
-         "user_watch_sequences")
+         "user_watch_sequences", "movie_catalog")
 
 
 class FeatureBuildError(Exception):

@@ -99,8 +99,8 @@ def describe_failure(file_name: str, text_frame: pd.DataFrame, result) -> str:
     return f"{file_name}: {config.type} on {where}: {detail}"
 
 
-class RawGate:
-    """Runs the raw suites with one ephemeral Great Expectations context."""
+class SuiteRunner:
+    """Runs expectation suites on pandas frames with one ephemeral Great Expectations context."""
 
     def __init__(self):
         import great_expectations as gx
@@ -161,7 +161,7 @@ def validate_raw_dataset(raw_dir: Path, now: int | None = None) -> GateReport:
     # A stale pass must never outlive a new failure.
     gate_file.unlink(missing_ok=True)
     now = int(time.time()) if now is None else now
-    gate = RawGate()
+    gate = SuiteRunner()
     problems, typed, expectations_run = [], {}, 0
     for name, spec in RAW_FILE_SPECS.items():
         path = raw_dir / spec.file_name

@@ -85,3 +85,34 @@ def bundled_frames() -> dict:
 def copy_release(source: Path, dest: Path) -> Path:
     shutil.copytree(source, dest)
     return dest
+
+
+@pytest.fixture(scope="session")
+def redis_address(tmp_path_factory: pytest.TempPathFactory):
+    """A real redis-server on a free loopback port for the session, stopped by PID afterwards."""
+    import socket
+    import subprocess
+    import time
+
+    binary = shutil.which("redis-server")
+    assert binary, "redis-server is not installed: `make system-packages` installs it (apt-get install redis-server)"
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    workdir = tmp_path_factory.mktemp("redis")
+    server = subprocess.Popen([binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
+                               "--dir", str(workdir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as connection:
+                connection.sendall(b"PING\r\n")
+                if connection.recv(16).startswith(b"+PONG"):
+                    break
+        except OSError:
+            pass
+        assert server.poll() is None and time.monotonic() < deadline, "redis-server did not start"
+        time.sleep(0.1)
+    yield f"127.0.0.1:{port}"
+    server.terminate()
+    server.wait(timeout=10)

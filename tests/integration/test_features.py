@@ -1,8 +1,6 @@
 """The dbt marts on the bundled data, checked against an independent recomputation in plain pandas."""
 
 import hashlib
-import math
-import re
 import shutil
 
 import duckdb
@@ -12,75 +10,16 @@ import pytest
 
 from eaglerec.features import build_features
 from eaglerec.settings import DEFAULT_DATASET, Paths
+from tests.reference import HISTORY, POSITIVE, expected_movie_features, expected_user_features, same
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-HISTORY = 100
-POSITIVE = 3.5
 SAMPLED_EVENTS = 300
 SAMPLED_TIED_EVENTS = 60
 
 
 def read_mart(paths: Paths, name: str) -> pd.DataFrame:
     return pd.read_parquet(paths.marts / f"{name}.parquet")
-
-
-@pytest.fixture(scope="module")
-def movies_by_id(bundled_frames) -> pd.DataFrame:
-    movies = bundled_frames["movies"].copy()
-    movies["year"] = [int(m.group(1)) if (m := re.search(r"\((\d{4})\)\s*$", t)) else None for t in movies.title]
-    movies["genre_list"] = movies.genres.str.split("|")
-    return movies.set_index("movieId")
-
-
-@pytest.fixture(scope="module")
-def examples(built_paths) -> pd.DataFrame:
-    return read_mart(built_paths, "rating_examples")
-
-
-def expected_user_features(ratings: pd.DataFrame, movies: pd.DataFrame, user_id: int, at: int) -> dict:
-    """The SparrowRecSys user features, recomputed from raw ratings strictly before `at`."""
-    history = ratings[(ratings.userId == user_id) & (ratings.timestamp < at)].sort_values(["timestamp", "movieId"])
-    window = history.tail(HISTORY)
-    years = movies.loc[window.movieId, "year"].dropna().astype(float)
-    positives = window[window.rating >= POSITIVE].iloc[::-1]
-    genre_counts = {}
-    for movie_id in positives.movieId:
-        for genre in movies.at[movie_id, "genre_list"]:
-            genre_counts[genre] = genre_counts.get(genre, 0) + 1
-    top_genres = [g for g, _ in sorted(genre_counts.items(), key=lambda item: (-item[1], item[0]))][:5]
-    return {
-        "user_rating_count": len(window),
-        "user_avg_rating": window.rating.mean() if len(window) else None,
-        "user_rating_stddev": window.rating.std(ddof=1) if len(window) > 1 else None,
-        "user_avg_release_year": years.mean() if len(years) else None,
-        "user_release_year_stddev": years.std(ddof=1) if len(years) > 1 else None,
-        "user_rated_movie_ids": positives.movieId.head(5).tolist(),
-        "user_genres": top_genres,
-    }
-
-
-def expected_movie_features(ratings: pd.DataFrame, movies: pd.DataFrame, movie_id: int, at: int) -> dict:
-    before = ratings[(ratings.movieId == movie_id) & (ratings.timestamp < at)]
-    genres = movies.at[movie_id, "genre_list"] + [None, None]
-    year = movies.at[movie_id, "year"]
-    return {
-        "movie_rating_count": len(before),
-        "movie_avg_rating": before.rating.mean() if len(before) else None,
-        "movie_rating_stddev": before.rating.std(ddof=1) if len(before) > 1 else None,
-        "release_year": None if year is None or pd.isna(year) else int(year),
-        "movie_genre_1": genres[0], "movie_genre_2": genres[1], "movie_genre_3": genres[2],
-    }
-
-
-def same(actual, expected) -> bool:
-    if expected is None or (isinstance(expected, float) and math.isnan(expected)):
-        return actual is None or (isinstance(actual, float) and math.isnan(actual)) or actual is pd.NA
-    if isinstance(expected, list):
-        return list(actual) == expected
-    if isinstance(expected, float):
-        return math.isclose(actual, expected, rel_tol=1e-9, abs_tol=1e-9)
-    return actual == expected
 
 
 def sample_events(ratings: pd.DataFrame) -> pd.DataFrame:

@@ -1,0 +1,131 @@
+"""Feast: apply the feature repo, materialise the marts online, build training sets, read online features."""
+
+from __future__ import annotations
+
+import os
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+
+from eaglerec.near_line import MovieFacts, fold_rating, profile_from_activity
+from eaglerec.settings import REPO_ROOT, Paths
+
+FEATURE_REPO_DIR = REPO_ROOT / "feature_repo"
+# The online store is chosen by configuration: each name selects a feature_store YAML of the same repo.
+ONLINE_STORE_FILES = {"sqlite": "feature_store.yaml", "redis": "feature_store.redis.yaml"}
+DEFAULT_REDIS_ADDRESS = "127.0.0.1:6379"
+RANKER_SERVICE = "ranker_v1"
+# MovieLens has no ratings before 1995: a first materialisation from here loads every as-of state.
+HISTORY_START = datetime(1995, 1, 1, tzinfo=UTC)
+
+
+class FeatureStoreError(Exception):
+    """A feature store operation cannot run; the message says what is missing."""
+
+
+def select_online_store(online_store: str | None = None) -> str:
+    online_store = online_store or os.environ.get("EAGLEREC_ONLINE_STORE", "sqlite")
+    if online_store not in ONLINE_STORE_FILES:
+        raise FeatureStoreError(f"EAGLEREC_ONLINE_STORE={online_store!r}: expected one of {sorted(ONLINE_STORE_FILES)}")
+    return online_store
+
+
+def export_feast_environment(paths: Paths) -> None:
+    """Set the variables feature_store*.yaml and data_sources.py read (Feast substitutes ${VAR} only if set)."""
+    os.environ["EAGLEREC_HOME"] = str(paths.home)
+    os.environ.setdefault("EAGLEREC_REDIS_ADDRESS", DEFAULT_REDIS_ADDRESS)
+    (paths.home / "feast").mkdir(parents=True, exist_ok=True)
+
+
+def feature_store_yaml(online_store: str | None = None) -> Path:
+    return FEATURE_REPO_DIR / ONLINE_STORE_FILES[select_online_store(online_store)]
+
+
+def open_feature_store(paths: Paths | None = None, online_store: str | None = None):
+    """Return a FeatureStore over this project's feature repo with the selected online store."""
+    from feast import FeatureStore
+
+    export_feast_environment(paths or Paths.from_env())
+    return FeatureStore(repo_path=str(FEATURE_REPO_DIR), fs_yaml_file=feature_store_yaml(online_store))
+
+
+def apply_feature_repo(paths: Paths | None = None, online_store: str | None = None) -> None:
+    """`feast apply`: register the repo's entities, sources, views and services and create the online tables."""
+    from feast.repo_config import load_repo_config
+    from feast.repo_operations import apply_total
+
+    export_feast_environment(paths or Paths.from_env())
+    config = load_repo_config(FEATURE_REPO_DIR, feature_store_yaml(online_store))
+    cwd = Path.cwd()
+    # The repo's modules import each other by file name, as under the `feast` command.
+    if str(FEATURE_REPO_DIR) not in sys.path:
+        sys.path.insert(0, str(FEATURE_REPO_DIR))
+    try:
+        # Embedding tables appear only once training has run: sources are not read at apply time.
+        apply_total(config, FEATURE_REPO_DIR, skip_source_validation=True)
+    finally:
+        os.chdir(cwd)
+
+
+def materialize_online(store, end: datetime | None = None) -> dict[str, str]:
+    """Load the latest state of every view whose source exists into the online store; return what ran per view."""
+    end = end or datetime.now(UTC)
+    done = {}
+    for view in store.list_feature_views():
+        if not Path(view.batch_source.path).exists():
+            done[view.name] = "skipped (no source file yet)"
+            continue
+        if view.most_recent_end_time is None:
+            store.materialize(start_date=HISTORY_START, end_date=end, feature_views=[view.name])
+            done[view.name] = "full"
+        else:
+            store.materialize_incremental(end_date=end, feature_views=[view.name])
+            done[view.name] = "incremental"
+    return done
+
+
+def load_training_frame(events: pd.DataFrame, store, service: str = RANKER_SERVICE) -> pd.DataFrame:
+    """Return rating events joined point-in-time with the features of a feature service (Feast historical path)."""
+    entity_frame = events.assign(event_timestamp=pd.to_datetime(events["rated_at"], unit="s", utc=True))
+    features = store.get_feature_service(service)
+    frame = store.get_historical_features(entity_df=entity_frame, features=features).to_df()
+    return frame.drop(columns=["event_timestamp"])
+
+
+def read_online_features(store, service: str, entity_rows: list[dict]) -> pd.DataFrame:
+    """Return the online features of a service for the given entity keys, one row per key, in order."""
+    features = store.get_feature_service(service)
+    return store.get_online_features(features=features, entity_rows=entity_rows).to_df()
+
+
+ACTIVITY_COLUMNS = ("recent_movie_ids", "recent_ratings", "recent_rated_ats")
+ACTIVITY_FEATURES = [f"user_recent_activity:{name}" for name in ACTIVITY_COLUMNS]
+
+
+def load_movie_facts(paths: Paths | None = None) -> dict[int, MovieFacts]:
+    """Return every movie's release year and genres from the movie_catalog mart."""
+    catalog = pd.read_parquet((paths or Paths.from_env()).marts / "movie_catalog.parquet",
+                              columns=["movie_id", "release_year", "genres"])
+    return {int(movie_id): MovieFacts(None if pd.isna(year) else int(year), tuple(genres))
+            for movie_id, year, genres in catalog.itertuples(index=False)}
+
+
+def push_rating_event(store, movies: dict[int, MovieFacts], user_id: int, movie_id: int, rating: float,
+                      rated_at: int) -> dict:
+    """Update a user's recent activity and profile in the online store at once; return the new profile."""
+    from feast.data_source import PushMode
+
+    if movie_id not in movies:
+        raise FeatureStoreError(f"movie_id {movie_id}: not in movie_catalog")
+    current = store.get_online_features(features=ACTIVITY_FEATURES, entity_rows=[{"user_id": user_id}]).to_dict()
+    activity = fold_rating({name: current[name][0] for name in ACTIVITY_COLUMNS}, movie_id, rating, rated_at)
+    profile = profile_from_activity(activity, movies)
+    # The new state holds from the next second, like the rows dbt writes.
+    valid_from = pd.Timestamp(rated_at + 1, unit="s", tz="UTC")
+    store.push("user_recent_activity_push", pd.DataFrame([{"user_id": user_id, **activity,
+                                                           "valid_from_timestamp": valid_from}]), to=PushMode.ONLINE)
+    store.push("user_profiles_push", pd.DataFrame([{"user_id": user_id, **profile,
+                                                    "valid_from_timestamp": valid_from}]), to=PushMode.ONLINE)
+    return profile
