@@ -10,7 +10,7 @@ import pytest
 
 from eaglerec.features import build_features
 from eaglerec.settings import DEFAULT_DATASET, Paths
-from tests.reference import HISTORY, POSITIVE, expected_movie_features, expected_user_features, same
+from tests.reference import HISTORY, POSITIVE, expected_movie_features, expected_user_features, index_movies, same
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -20,6 +20,16 @@ SAMPLED_TIED_EVENTS = 60
 
 def read_mart(paths: Paths, name: str) -> pd.DataFrame:
     return pd.read_parquet(paths.marts / f"{name}.parquet")
+
+
+@pytest.fixture(scope="module")
+def movies_by_id(bundled_frames) -> pd.DataFrame:
+    return index_movies(bundled_frames["movies"])
+
+
+@pytest.fixture(scope="module")
+def examples(built_paths) -> pd.DataFrame:
+    return read_mart(built_paths, "rating_examples")
 
 
 def sample_events(ratings: pd.DataFrame) -> pd.DataFrame:
