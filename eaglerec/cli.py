@@ -1,4 +1,4 @@
-"""The eaglerec command line: ingest, validate, build-features, export-sparrowrecsys."""
+"""The eaglerec command line: one subcommand per pipeline step (ingest, validate, build-features, Feast, exports)."""
 
 from __future__ import annotations
 
