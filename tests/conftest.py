@@ -116,3 +116,26 @@ def redis_address(tmp_path_factory: pytest.TempPathFactory):
     yield f"127.0.0.1:{port}"
     server.terminate()
     server.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def tracking_uri(tmp_path_factory: pytest.TempPathFactory):
+    """A real MLflow tracking server (SQLite backend, local artifacts) on a free loopback port, stopped by PID."""
+    import os
+    import signal
+    import socket
+
+    from training.tracking import start_tracking_server, wait_for_tracking_server
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = start_tracking_server(Paths(tmp_path_factory.mktemp("mlflow")), port=port)
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_tracking_server(uri, server)
+        yield uri
+    finally:
+        # The server runs gunicorn/uvicorn workers in its own session: stop the whole group.
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)

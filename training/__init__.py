@@ -1,0 +1,1 @@
+"""Training: embeddings, rankers, baselines, evaluation, MLflow tracking and the champion gate."""

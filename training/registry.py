@@ -1,0 +1,80 @@
+"""The champion gate: a new version takes the `champion` alias only if it beats the champion on the same test set."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+CHAMPION, CHALLENGER = "champion", "challenger"
+TEST_SET_TAG = "test_set"
+
+
+class PromotionError(Exception):
+    """The candidate cannot be compared with the champion; the message says why."""
+
+
+@dataclass(frozen=True)
+class PromotionDecision:
+    model_name: str
+    metric: str
+    candidate_version: str
+    candidate_score: float
+    champion_version: str | None
+    champion_score: float | None
+    promoted: bool
+
+    def describe(self) -> str:
+        if self.champion_version is None:
+            return (f"{self.model_name} v{self.candidate_version} is the first champion "
+                    f"({self.metric} {self.candidate_score:.4f})")
+        verdict = "beats" if self.promoted else "does not beat"
+        role = CHAMPION if self.promoted else CHALLENGER
+        return (f"{self.model_name} v{self.candidate_version} ({self.metric} {self.candidate_score:.4f}) {verdict} "
+                f"champion v{self.champion_version} ({self.champion_score:.4f}): it becomes {role}")
+
+
+def read_test_score(client, version, metric: str) -> tuple[float, str | None]:
+    run = client.get_run(version.run_id)
+    if f"test_{metric}" not in run.data.metrics:
+        raise PromotionError(f"{version.name} v{version.version}: run {version.run_id} logged no test_{metric}")
+    return run.data.metrics[f"test_{metric}"], run.data.tags.get(TEST_SET_TAG)
+
+
+def promote_if_better(client, model_name: str, candidate_version: str, metric: str, higher_is_better: bool = True,
+                      score_champion: Callable[[object], float] | None = None) -> PromotionDecision:
+    """Move `champion` to the candidate only if it is strictly better; else mark it `challenger`. Log the decision.
+
+    Scores come from the runs' `test_<metric>`. If the champion was tested on another test set (tag `test_set`), it
+    is re-scored on the candidate's with `score_champion(champion_version)`; without that function it is an error.
+    """
+    from mlflow.exceptions import MlflowException
+
+    candidate = client.get_model_version(model_name, candidate_version)
+    candidate_score, candidate_test_set = read_test_score(client, candidate, metric)
+    try:
+        champion = client.get_model_version_by_alias(model_name, CHAMPION)
+    except MlflowException:
+        champion = None
+
+    champion_score = None
+    if champion is not None and champion.version != candidate.version:
+        champion_score, champion_test_set = read_test_score(client, champion, metric)
+        if champion_test_set != candidate_test_set:
+            if score_champion is None:
+                raise PromotionError(f"{model_name}: champion v{champion.version} was tested on {champion_test_set}, "
+                                     f"the candidate on {candidate_test_set}; re-score the champion to compare")
+            champion_score = score_champion(champion)
+    better = champion_score is None or (candidate_score > champion_score if higher_is_better
+                                        else candidate_score < champion_score)
+    client.set_registered_model_alias(model_name, CHAMPION if better else CHALLENGER, candidate.version)
+    decision = PromotionDecision(model_name, metric, candidate.version, candidate_score,
+                                 None if champion is None else champion.version, champion_score, better)
+    for key, value in {"promotion_decision": decision.describe(), "promotion_metric": metric,
+                       "promotion_candidate_score": str(candidate_score),
+                       "promotion_champion_score": str(champion_score),
+                       "promotion_champion_version": str(decision.champion_version)}.items():
+        client.set_model_version_tag(model_name, candidate.version, key, value)
+    client.set_tag(candidate.run_id, "promotion_decision", decision.describe())
+    if champion_score is not None:
+        client.log_metric(candidate.run_id, f"champion_test_{metric}", champion_score)
+    return decision

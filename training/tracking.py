@@ -1,0 +1,72 @@
+"""MLflow tracking: start the local tracking server, and identify the data and code a run used."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from eaglerec.settings import REPO_ROOT, Paths
+
+DEFAULT_TRACKING_PORT = 5000
+
+
+def tracking_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{DEFAULT_TRACKING_PORT}")
+
+
+def start_tracking_server(paths: Paths, port: int = DEFAULT_TRACKING_PORT, host: str = "127.0.0.1",
+                          log_file: Path | None = None) -> subprocess.Popen:
+    """Start `mlflow server` (SQLite backend, local artifacts under $EAGLEREC_HOME/mlflow) and return the process."""
+    state = paths.home / "mlflow"
+    (state / "artifacts").mkdir(parents=True, exist_ok=True)
+    mlflow = Path(sys.executable).parent / "mlflow"
+    command = [str(mlflow), "server", "--backend-store-uri", f"sqlite:///{state / 'mlflow.db'}",
+               "--artifacts-destination", str(state / "artifacts"), "--host", host, "--port", str(port),
+               "--workers", "1"]
+    # Job execution would start extra worker processes (about 2 GB); nothing here uses them.
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    output = (log_file or state / "server.log").open("ab")
+    return subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def wait_for_tracking_server(uri: str, process: subprocess.Popen | None = None, timeout: float = 120) -> None:
+    """Block until the server answers /health; raise RuntimeError if it exits or the time runs out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"mlflow server exited with code {process.returncode} before it was ready")
+        try:
+            with urllib.request.urlopen(f"{uri}/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise RuntimeError(f"mlflow server at {uri} not ready after {timeout:.0f} s")
+
+
+def hash_data_version(marts_dir: Path) -> str:
+    """Return a short hash of the marts' names and contents: runs with equal hashes saw the same data."""
+    digest = hashlib.sha256()
+    for path in sorted(marts_dir.glob("*.parquet")):
+        digest.update(path.name.encode())
+        with path.open("rb") as handle:
+            while chunk := handle.read(1 << 20):
+                digest.update(chunk)
+    return digest.hexdigest()[:16]
+
+
+def read_git_commit() -> str:
+    """Return the commit the code runs from, with '+dirty' when the work tree has changes; 'unknown' outside git."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True,
+                                check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return commit + ("+dirty" if dirty else "")
