@@ -21,7 +21,8 @@ export EAGLEREC_HOME
 # uv from PATH, else a private copy installed from PyPI (the only registry these machines reach).
 UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/bin/uv)
 
-.PHONY: help install system-packages run test test-fast lint bench-features bench-online lock clean distclean
+.PHONY: help install system-packages run mlflow train stop test test-fast lint bench-features bench-online lock clean \
+	distclean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -67,6 +68,15 @@ lint: install ## Lint Python with ruff
 
 bench-features: install ## Benchmark ingest + gate + dbt build on synthetic data (SIZES="1000000 25000000")
 	$(ML_BIN)/python benchmarks/features.py $(if $(SIZES),--sizes $(SIZES))
+
+mlflow: install ## Start the MLflow tracking server and UI on 127.0.0.1:5000 (state in $EAGLEREC_HOME/mlflow)
+	$(ML_BIN)/eaglerec tracking-server start
+
+train: mlflow ## Train both baselines and the five rankers on the marts (make run first); EPOCHS=3
+	MLFLOW_TRACKING_URI=http://127.0.0.1:5000 $(ML_BIN)/eaglerec train --all $(if $(EPOCHS),--epochs $(EPOCHS))
+
+stop: ## Stop the services started by make (by PID)
+	-$(ML_BIN)/eaglerec tracking-server stop
 
 bench-online: install ## Benchmark Feast online reads, SQLite vs Redis (needs the marts: make run first)
 	$(ML_BIN)/python benchmarks/online_features.py

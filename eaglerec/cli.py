@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
 from eaglerec.features import SPLIT_METHODS
 from eaglerec.settings import BUNDLED_DATASET_DIR, DEFAULT_DATASET, Paths, apply_offline_env
@@ -62,6 +63,40 @@ def run_materialize(args: argparse.Namespace) -> None:
         print(f"  {view:<22} {outcome}")
 
 
+def run_tracking_server(args: argparse.Namespace) -> None:
+    import os
+    import signal
+
+    from training.tracking import DEFAULT_TRACKING_PORT, start_tracking_server, wait_for_tracking_server
+
+    pid_file = Paths.from_env().home / "mlflow" / "server.pid"
+    running = pid_file.exists() and Path(f"/proc/{pid_file.read_text().strip()}").exists()
+    if args.action == "stop":
+        if running:
+            os.killpg(int(pid_file.read_text()), signal.SIGTERM)
+            print(f"stopped the MLflow server (pid {pid_file.read_text().strip()})")
+        pid_file.unlink(missing_ok=True)
+        return
+    uri = f"http://127.0.0.1:{DEFAULT_TRACKING_PORT}"
+    if not running:
+        server = start_tracking_server(Paths.from_env())
+        pid_file.write_text(str(server.pid))
+        wait_for_tracking_server(uri, server)
+    print(f"MLflow UI and tracking server: {uri} (pid {pid_file.read_text().strip()})")
+
+
+def run_train(args: argparse.Namespace) -> None:
+    from training.rankers import RankerParams
+    from training.train import BASELINES, DEEP_RANKERS, train_ranker
+
+    params = RankerParams(**({"epochs": args.epochs} if args.epochs else {}))
+    for model in (*BASELINES, *DEEP_RANKERS) if args.all else (args.model,):
+        outcome = train_ranker(model, params=params, user_fraction=args.user_fraction, verbose=1)
+        scores = ", ".join(f"{name} {value:.4f}" for name, value in outcome.metrics.items() if name.startswith("test"))
+        print(f"{model}: {scores}; {outcome.train_seconds:.1f} s, {outcome.examples_per_second:,.0f} examples/s"
+              + (f"; {outcome.decision}" if outcome.decision else ""))
+
+
 def run_export_sparrowrecsys(args: argparse.Namespace) -> None:
     from eaglerec.export import export_sparrowrecsys
 
@@ -77,8 +112,11 @@ def expected_errors() -> tuple[type[Exception], ...]:
     from eaglerec.features import FeatureBuildError
     from eaglerec.ingest import IngestError
     from expectations.gate import RawGateError
+    from expectations.training_gate import TrainingSetGateError
+    from training.registry import PromotionError
 
-    return IngestError, RawGateError, FeatureBuildError, FeatureStoreError, ExportError
+    return (IngestError, RawGateError, FeatureBuildError, FeatureStoreError, TrainingSetGateError, PromotionError,
+            ExportError)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -115,6 +153,19 @@ def build_parser() -> argparse.ArgumentParser:
     materialize = commands.add_parser("materialize", help="load the latest feature states into the online store")
     materialize.add_argument("--online-store", help=online_store_help)
     materialize.set_defaults(run=run_materialize)
+
+    tracking = commands.add_parser("tracking-server", help="start or stop the local MLflow server (127.0.0.1:5000)")
+    tracking.add_argument("action", choices=("start", "stop"))
+    tracking.set_defaults(run=run_tracking_server)
+
+    train = commands.add_parser("train", help="train a ranker or baseline, log it to MLflow, run the champion gate")
+    which = train.add_mutually_exclusive_group(required=True)
+    which.add_argument("--model", choices=("popularity", "logistic_regression", "embedding_mlp", "wide_and_deep",
+                                            "neural_cf", "deepfm", "din"))
+    which.add_argument("--all", action="store_true", help="both baselines and the five deep rankers")
+    train.add_argument("--epochs", type=int, help="epochs of the deep rankers (default: RankerParams)")
+    train.add_argument("--user-fraction", type=float, default=1.0, help="train on a seeded sample of users")
+    train.set_defaults(run=run_train)
 
     export = commands.add_parser("export-sparrowrecsys",
                                  help="write rating_examples in SparrowRecSys's 27-column sample format")

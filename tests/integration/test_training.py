@@ -1,0 +1,69 @@
+"""Every ranker and baseline trains on a small slice through the real harness: MLflow server, registry, gate."""
+
+import json
+from pathlib import Path
+
+import mlflow
+import pytest
+from mlflow import MlflowClient
+
+from training.rankers import RankerParams
+from training.registry import CHAMPION
+from training.train import BASELINES, DEEP_RANKERS, RANKER_MODEL_NAME, train_ranker
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+SLICE = 0.1  # of the users
+PARAMS = RankerParams(embedding_dim=8, hidden_units=(32,), epochs=2, batch_size=256)
+
+
+@pytest.fixture(scope="module")
+def runs(built_paths, tracking_uri):
+    mlflow.set_tracking_uri(tracking_uri)
+    return {name: train_ranker(name, built_paths, PARAMS, user_fraction=SLICE) for name in (*BASELINES, *DEEP_RANKERS)}
+
+
+def test_every_run_logs_params_metrics_tags_plots_and_encoder(runs, tracking_uri):
+    client = MlflowClient(tracking_uri)
+    for name, outcome in runs.items():
+        run = client.get_run(outcome.run_id)
+        for split in ("validation", "test"):
+            assert 0 < run.data.metrics[f"{split}_auc"] < 1 and run.data.metrics[f"{split}_log_loss"] > 0
+        assert run.data.metrics["train_examples_per_second"] > 0
+        assert run.data.tags["feature_service"] == "ranker_v1" and len(run.data.tags["data_version"]) == 16
+        assert run.data.tags["git_commit"] and run.data.params["model"] == name
+        artifacts = {item.path for item in client.list_artifacts(outcome.run_id, "plots")}
+        assert "plots/roc_pr_test.png" in artifacts
+        encoder = json.loads(Path(client.download_artifacts(outcome.run_id, "feature_encoder.json")).read_text())
+        assert len(encoder["vocabularies"]["movie"]) == 9_742
+    for name in DEEP_RANKERS:
+        history = MlflowClient(tracking_uri).get_metric_history(runs[name].run_id, "val_auc")
+        assert [point.step for point in history] == [1, 2]
+
+
+def test_deep_rankers_are_registered_and_the_champion_is_the_best_so_far(runs, tracking_uri):
+    client = MlflowClient(tracking_uri)
+    versions = {runs[name].version for name in DEEP_RANKERS}
+    assert len(versions) == len(DEEP_RANKERS) and None not in versions
+    assert all(runs[name].version is None for name in BASELINES)
+    champion = client.get_model_version_by_alias(RANKER_MODEL_NAME, CHAMPION)
+    # The gate moves the champion only forward, so the champion has the best test AUC of the versions so far.
+    best = max(DEEP_RANKERS, key=lambda name: runs[name].metrics["test_auc"])
+    tied = [name for name in DEEP_RANKERS if runs[name].metrics["test_auc"] == runs[best].metrics["test_auc"]]
+    first_best = min(tied, key=lambda name: int(runs[name].version))
+    assert champion.version == runs[first_best].version
+
+
+def test_a_registered_ranker_loads_back_and_scores_like_the_run(runs, built_paths, tracking_uri):
+    from training.data import load_ranking_data
+    from training.encoding import FeatureEncoder
+    from training.metrics import score_ranker
+    from training.train import predict_in_batches
+
+    outcome = runs["din"]
+    model = mlflow.tensorflow.load_model(f"models:/{RANKER_MODEL_NAME}/{outcome.version}")
+    encoder_path = MlflowClient(tracking_uri).download_artifacts(outcome.run_id, "feature_encoder.json")
+    encoder = FeatureEncoder.from_dict(json.loads(Path(encoder_path).read_text()))
+    test = load_ranking_data(built_paths, SLICE).test
+    rescored = score_ranker(test["label"], predict_in_batches(model, encoder.encode(test)))
+    assert rescored["auc"] == pytest.approx(outcome.metrics["test_auc"], abs=1e-6)

@@ -1,0 +1,38 @@
+"""Training data: the rating_examples mart (dbt's point-in-time join, equal to Feast's) split by its split column."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from eaglerec.settings import Paths
+from expectations.training_gate import validate_training_frame
+from training.feature_spec import FEATURES, LABEL
+
+# The event, and what the training-set gate checks besides the model inputs.
+EVENT_COLUMNS = ("user_id", "movie_id", "rating", "rated_at", LABEL, "split",
+                 "user_last_rated_at", "movie_last_rated_at", "user_avg_rating", "movie_avg_rating")
+
+
+@dataclass(frozen=True)
+class RankingData:
+    train: pd.DataFrame
+    validation: pd.DataFrame
+    test: pd.DataFrame
+    movie_ids: list[int]
+    genres: list[str]
+
+
+def load_ranking_data(paths: Paths, user_fraction: float = 1.0, seed: int = 42) -> RankingData:
+    """Return the gated train/validation/test frames; user_fraction < 1 keeps a seeded sample of users (tests)."""
+    columns = list(dict.fromkeys([*EVENT_COLUMNS, *(feature.name for feature in FEATURES)]))
+    examples = pd.read_parquet(paths.marts / "rating_examples.parquet", columns=columns)
+    if user_fraction < 1.0:
+        users = examples["user_id"].drop_duplicates().sample(frac=user_fraction, random_state=seed)
+        examples = examples[examples["user_id"].isin(users)]
+    validate_training_frame(examples, expected_rows=len(examples), name="rating_examples")
+    catalogue = pd.read_parquet(paths.marts / "movie_catalog.parquet", columns=["movie_id", "genres"])
+    genres = sorted({genre for movie_genres in catalogue["genres"] for genre in movie_genres})
+    splits = {name: frame.reset_index(drop=True) for name, frame in examples.groupby("split")}
+    return RankingData(splits["train"], splits["validation"], splits["test"], catalogue["movie_id"].tolist(), genres)

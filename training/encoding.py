@@ -1,0 +1,64 @@
+"""Turn feature frames into model inputs: ids and genres to vocabulary indexes (0 = unknown or missing), numerics
+standardised with training statistics. The encoder is plain data (JSON) logged beside each model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from training.feature_spec import FEATURES, LOG_SCALED
+
+
+@dataclass
+class FeatureEncoder:
+    """Vocabularies and numeric statistics learnt from the training split."""
+
+    vocabularies: dict[str, list] = field(default_factory=dict)
+    means: dict[str, float] = field(default_factory=dict)
+    stddevs: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def fit(cls, train: pd.DataFrame, catalogue_movie_ids: list[int], genres: list[str]) -> FeatureEncoder:
+        encoder = cls(vocabularies={"user": sorted(int(u) for u in train["user_id"].unique()),
+                                    "movie": sorted(int(m) for m in catalogue_movie_ids),
+                                    "genre": sorted(genres)})
+        for feature in FEATURES:
+            if feature.kind == "numeric":
+                values = encoder.scale(feature.name, train[feature.name].astype(float))
+                encoder.means[feature.name] = float(np.nanmean(values))
+                encoder.stddevs[feature.name] = float(np.nanstd(values)) or 1.0
+        return encoder
+
+    def vocabulary_size(self, kind: str) -> int:
+        """Rows of an embedding table for `kind`: the vocabulary plus index 0 for unknown or missing."""
+        return len(self.vocabularies[kind]) + 1
+
+    @staticmethod
+    def scale(name: str, values: pd.Series) -> pd.Series:
+        return np.log1p(values) if name in LOG_SCALED else values
+
+    def encode(self, frame: pd.DataFrame) -> dict[str, np.ndarray]:
+        """Return one array per feature: int32 indexes for ids and genres, float32 standardised numerics."""
+        inputs = {}
+        lookups = {kind: {value: index for index, value in enumerate(values, start=1)}
+                   for kind, values in self.vocabularies.items()}
+        for feature in FEATURES:
+            column = frame[feature.name]
+            if feature.kind == "numeric":
+                values = (self.scale(feature.name, column.astype(float)) - self.means[feature.name])
+                values = values / self.stddevs[feature.name]
+                # A missing statistic (no history yet) becomes the training mean.
+                inputs[feature.name] = values.fillna(0.0).to_numpy(dtype=np.float32)
+            else:
+                indexes = column.map(lookups[feature.kind])
+                inputs[feature.name] = indexes.fillna(0).to_numpy(dtype=np.int32)
+        return inputs
+
+    def to_dict(self) -> dict:
+        return {"vocabularies": self.vocabularies, "means": self.means, "stddevs": self.stddevs}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> FeatureEncoder:
+        return cls(**data)
