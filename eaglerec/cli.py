@@ -86,9 +86,14 @@ def run_tracking_server(args: argparse.Namespace) -> None:
 
 
 def run_train(args: argparse.Namespace) -> None:
+    import mlflow
+
     from training.rankers import RankerParams
+    from training.tracking import tracking_uri
     from training.train import BASELINES, DEEP_RANKERS, train_ranker
 
+    # MLflow's own default is a local ./mlruns folder: log to the project's server unless told otherwise.
+    mlflow.set_tracking_uri(tracking_uri())
     params = RankerParams(**({"epochs": args.epochs} if args.epochs else {}))
     for model in (*BASELINES, *DEEP_RANKERS) if args.all else (args.model,):
         outcome = train_ranker(model, params=params, user_fraction=args.user_fraction, verbose=1)

@@ -22,7 +22,9 @@ class RankerParams:
     dropout: float = 0.1
     learning_rate: float = 1e-3
     batch_size: int = 512
-    epochs: int = 3
+    # At most this many epochs; training stops once validation AUC has not improved for `patience` epochs.
+    epochs: int = 10
+    patience: int = 1
     wide_bins: int = 10_000
 
 

@@ -75,6 +75,7 @@ def log_curves(labels: np.ndarray, scores: np.ndarray, history: dict | None) -> 
 def train_ranker(model_name: str, paths: Paths | None = None, params=None, user_fraction: float = 1.0,
                  verbose: int = 0) -> RankerRun:
     """Train one ranker or baseline on the train split, score validation and test, log it all to MLflow."""
+    import keras
     import mlflow
 
     from training.rankers import RANKER_BUILDERS, RankerParams
@@ -102,10 +103,16 @@ def train_ranker(model_name: str, paths: Paths | None = None, params=None, user_
         if model_name in DEEP_RANKERS:
             model = RANKER_BUILDERS[model_name]({kind: encoder.vocabulary_size(kind) for kind in ("user", "movie",
                                                                                                  "genre")}, params)
+            # Stop when validation AUC stops improving and keep the best epoch: tuned on validation, never on test.
+            stopping = keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=params.patience,
+                                                     restore_best_weights=True)
             fitted = model.fit(inputs["train"], labels["train"], batch_size=params.batch_size, epochs=params.epochs,
-                               validation_data=(inputs["validation"], labels["validation"]), verbose=verbose)
+                               validation_data=(inputs["validation"], labels["validation"]), verbose=verbose,
+                               callbacks=[stopping])
             history = fitted.history
-            for epoch in range(params.epochs):
+            epochs_run = len(history["loss"])
+            mlflow.log_metric("epochs_run", epochs_run)
+            for epoch in range(epochs_run):
                 mlflow.log_metrics({name: float(values[epoch]) for name, values in history.items()}, step=epoch + 1)
 
             def score(split):
@@ -123,7 +130,8 @@ def train_ranker(model_name: str, paths: Paths | None = None, params=None, user_
         for split in ("validation", "test"):
             metrics.update({f"{split}_{name}": value for name, value in score_ranker(labels[split],
                                                                                     score(split)).items()})
-        examples_per_second = len(data.train) * (params.epochs if model_name in DEEP_RANKERS else 1) / train_seconds
+        epochs_run = len(history["loss"]) if history else 1
+        examples_per_second = len(data.train) * epochs_run / train_seconds
         mlflow.log_metrics({**metrics, "train_seconds": train_seconds,
                             "train_examples_per_second": examples_per_second})
         log_curves(labels["test"], score("test"), history)
