@@ -20,14 +20,20 @@ EXAMPLE_ROWS = 5
 FIRST_DATA_LINE = 2
 
 
-class RawGateError(Exception):
-    """The raw data failed validation; the message names file, expectation, column and example rows."""
+class GateError(Exception):
+    """A gate stopped the pipeline: `problems` lists every failed check; the message says what did not happen."""
 
-    def __init__(self, raw_dir: Path, problems: list[str]):
+    def __init__(self, gate: str, subject, problems: list[str], consequence: str):
         self.problems = problems
         listing = "\n".join(f"  - {problem}" for problem in problems)
-        super().__init__(f"raw gate failed for {raw_dir} ({len(problems)} problem(s)); "
-                         f"nothing downstream was written:\n{listing}")
+        super().__init__(f"{gate} failed for {subject} ({len(problems)} problem(s)); {consequence}:\n{listing}")
+
+
+class RawGateError(GateError):
+    """The raw data failed validation; each problem names file, expectation, column and example rows."""
+
+    def __init__(self, raw_dir: Path, problems: list[str]):
+        super().__init__("raw gate", raw_dir, problems, "nothing downstream was written")
 
 
 @dataclass(frozen=True)

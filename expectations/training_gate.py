@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from expectations.gate import SuiteRunner, describe_failure
+from expectations.gate import GateError, SuiteRunner, describe_failure
 
 # Every event has user and movie statistics (a first event sees the zero-history row); averages exist with history.
 ALWAYS_PRESENT = ("user_id", "movie_id", "rated_at", "label", "user_rating_count", "movie_rating_count")
@@ -12,14 +12,11 @@ PRESENT_WITH_HISTORY = {"user_rating_count": ("user_avg_rating", "user_last_rate
                         "movie_rating_count": ("movie_avg_rating", "movie_last_rated_at")}
 
 
-class TrainingSetGateError(Exception):
-    """The training frame failed its suite; training must not start. The message lists each problem."""
+class TrainingSetGateError(GateError):
+    """The training frame failed its suite; training must not start."""
 
     def __init__(self, name: str, problems: list[str]):
-        self.problems = problems
-        listing = "\n".join(f"  - {problem}" for problem in problems)
-        super().__init__(f"training-set gate failed for {name} ({len(problems)} problem(s)); no model was trained:\n"
-                         f"{listing}")
+        super().__init__("training-set gate", name, problems, "no model was trained")
 
 
 def build_training_suite(expected_rows: int, label_rate: tuple[float, float]):
