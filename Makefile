@@ -72,8 +72,9 @@ bench-features: install ## Benchmark ingest + gate + dbt build on synthetic data
 mlflow: install ## Start the MLflow tracking server and UI on 127.0.0.1:5000 (state in $EAGLEREC_HOME/mlflow)
 	$(ML_BIN)/eaglerec tracking-server start
 
-train: mlflow ## Train both baselines and the five rankers on the marts (make run first); EPOCHS=10 at most
+train: mlflow ## Train baselines, the five rankers and the embedding retrievers on the marts (make run first)
 	$(ML_BIN)/eaglerec train --all $(if $(EPOCHS),--epochs $(EPOCHS))
+	$(ML_BIN)/eaglerec train-retriever --all
 
 stop: ## Stop the services started by make (by PID)
 	-$(ML_BIN)/eaglerec tracking-server stop

@@ -102,6 +102,21 @@ def run_train(args: argparse.Namespace) -> None:
               + (f"; {outcome.decision}" if outcome.decision else ""))
 
 
+def run_train_retriever(args: argparse.Namespace) -> None:
+    import mlflow
+
+    from training.embeddings import RETRIEVERS, EmbeddingParams, train_retriever
+    from training.tracking import tracking_uri
+
+    mlflow.set_tracking_uri(tracking_uri())
+    params = EmbeddingParams(**({"epochs": args.epochs} if args.epochs else {}))
+    for model in RETRIEVERS if args.all else (args.model,):
+        outcome = train_retriever(model, params=params, verbose=1)
+        scores = ", ".join(f"{name} {outcome.metrics[name]:.4f}" for name in
+                           ("test_recall_at_10", "test_ndcg_at_10", "test_recall_at_100", "test_coverage_at_100"))
+        print(f"{model}: {scores}; {outcome.train_seconds:.1f} s")
+
+
 def run_export_sparrowrecsys(args: argparse.Namespace) -> None:
     from eaglerec.export import export_sparrowrecsys
 
@@ -171,6 +186,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=int, help="epochs of the deep rankers (default: RankerParams)")
     train.add_argument("--user-fraction", type=float, default=1.0, help="train on a seeded sample of users")
     train.set_defaults(run=run_train)
+
+    retriever = commands.add_parser("train-retriever",
+                                    help="train popularity, item2vec or DeepWalk as retrievers; log to MLflow")
+    which = retriever.add_mutually_exclusive_group(required=True)
+    which.add_argument("--model", choices=("popularity", "item2vec", "deepwalk"))
+    which.add_argument("--all", action="store_true")
+    retriever.add_argument("--epochs", type=int, help="skip-gram epochs (default: EmbeddingParams)")
+    retriever.set_defaults(run=run_train_retriever)
 
     export = commands.add_parser("export-sparrowrecsys",
                                  help="write rating_examples in SparrowRecSys's 27-column sample format")
