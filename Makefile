@@ -48,14 +48,16 @@ system-packages: ## Install the Debian packages the platform and tests use (redi
 	@command -v redis-server >/dev/null || { echo "installing redis-server (Debian)"; apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server >/dev/null; }
 
-run: install ## Ingest the bundled sample, pass the raw gate, build the dbt marts, fill the Feast online store
+run: install ## Ingest the bundled sample, gate it, build the dbt marts, fill Feast, train and track in MLflow
 	$(ML_BIN)/eaglerec ingest
 	$(ML_BIN)/eaglerec validate
 	$(ML_BIN)/eaglerec build-features
 	$(ML_BIN)/eaglerec show-marts
 	$(ML_BIN)/eaglerec feast-apply
 	$(ML_BIN)/eaglerec materialize
-	@echo "Built so far: ingest -> raw gate -> dbt marts -> Feast (offline + online). Training, serving and the Airflow DAGs come with their issues."
+	$(MAKE) --no-print-directory train
+	@echo "Done: ingest -> raw gate -> dbt marts -> Feast (offline + online) -> rankers and retrievers in MLflow."
+	@echo "MLflow UI: http://127.0.0.1:5000 (make stop ends it). Serving and the Airflow DAGs come with their issues."
 
 test: install ## Run every test (unit, integration on the bundled data, contracts)
 	$(ML_BIN)/python -m pytest

@@ -25,6 +25,25 @@ def find_dbt() -> str:
     return str(candidate) if candidate.exists() else "dbt"
 
 
+def record_build(paths: Paths, dataset: str, dbt_vars: dict) -> None:
+    """Write marts/_build.json: what the marts were built from (raw checksums, dbt code, vars).
+
+    It names the data version of the marts: parquet bytes differ between identical rebuilds (parallel writes),
+    so models compare test sets by this record, not by hashing the files.
+    """
+    import hashlib
+
+    from eaglerec.files import compute_sha256
+
+    gate = json.loads((paths.raw_dataset(dataset) / "_gate.json").read_text())
+    code = hashlib.sha256()
+    for path in sorted(DBT_PROJECT_DIR.rglob("*")):
+        if path.is_file() and path.suffix in (".sql", ".yml") and "target" not in path.parts:
+            code.update(path.relative_to(DBT_PROJECT_DIR).as_posix().encode() + compute_sha256(path).encode())
+    record = {"dataset": dataset, "raw_checksums": gate["checksums"], "dbt_code": code.hexdigest(), "vars": dbt_vars}
+    (paths.marts / "_build.json").write_text(json.dumps(record, indent=2, sort_keys=True))
+
+
 def build_features(dataset: str, paths: Paths | None = None, split_method: str = "per_user_time",
                    split_seed: int = 42, select: str | None = None) -> Path:
     """Run `dbt build` for a dataset that passed the raw gate; return the marts folder."""
@@ -45,6 +64,8 @@ def build_features(dataset: str, paths: Paths | None = None, split_method: str =
     env = {**os.environ, "EAGLEREC_HOME": str(paths.home), "DBT_TARGET_PATH": str(paths.home / "dbt" / "target"),
            "DBT_LOG_PATH": str(paths.home / "dbt" / "logs")}
     completed = subprocess.run(args, env=env, cwd=DBT_PROJECT_DIR)
+    if completed.returncode == 0 and not select:
+        record_build(paths, dataset, dbt_vars)
     if completed.returncode != 0:
         raise FeatureBuildError(f"dbt build failed for dataset {dataset!r} (exit {completed.returncode}); "
                                 f"see the dbt output above and {paths.home / 'dbt' / 'logs' / 'dbt.log'}")

@@ -50,14 +50,11 @@ def wait_for_tracking_server(uri: str, process: subprocess.Popen | None = None, 
 
 
 def hash_data_version(marts_dir: Path) -> str:
-    """Return a short hash of the marts' names and contents: runs with equal hashes saw the same data."""
-    digest = hashlib.sha256()
-    for path in sorted(marts_dir.glob("*.parquet")):
-        digest.update(path.name.encode())
-        with path.open("rb") as handle:
-            while chunk := handle.read(1 << 20):
-                digest.update(chunk)
-    return digest.hexdigest()[:16]
+    """Return a short hash of what the marts were built from (marts/_build.json): equal hashes, equal data."""
+    record = marts_dir / "_build.json"
+    if not record.exists():
+        raise FileNotFoundError(f"{record} is missing: build the marts with `eaglerec build-features`")
+    return hashlib.sha256(record.read_bytes()).hexdigest()[:16]
 
 
 def read_git_commit() -> str:

@@ -138,12 +138,22 @@ def train_ranker(model_name: str, paths: Paths | None = None, params=None, user_
         mlflow.log_dict(encoder.to_dict(), "feature_encoder.json")
         version = decision = None
         if model_name in DEEP_RANKERS:
-            version, decision = register_ranker(model, inputs["test"], run.info.run_id)
+            version, decision = register_ranker(model, inputs["test"], data.test)
     return RankerRun(model_name, run.info.run_id, metrics, train_seconds, examples_per_second, version, decision)
 
 
-def register_ranker(model, test_inputs: dict[str, np.ndarray], run_id: str) -> tuple[str, str]:
-    """Log the Keras model with signature and input example, register it, and run the champion gate on AUC."""
+def score_registered_ranker(version, test) -> float:
+    """Return the test AUC of a registered ranker version, with its own encoder, on another run's test frame."""
+    import mlflow
+
+    model = mlflow.tensorflow.load_model(f"models:/{version.name}/{version.version}")
+    encoder = FeatureEncoder.from_dict(mlflow.artifacts.load_dict(f"runs:/{version.run_id}/feature_encoder.json"))
+    return score_ranker(test[LABEL].to_numpy(), predict_in_batches(model, encoder.encode(test)))["auc"]
+
+
+def register_ranker(model, test_inputs: dict[str, np.ndarray], test) -> tuple[str, str]:
+    """Log the Keras model with signature and input example, register it, and run the champion gate on AUC
+    (a champion tested on other data is re-scored on this run's test set first)."""
     import mlflow
     from mlflow.models import infer_signature
 
@@ -152,5 +162,6 @@ def register_ranker(model, test_inputs: dict[str, np.ndarray], run_id: str) -> t
     info = mlflow.tensorflow.log_model(model, name="model", signature=signature, input_example=example,
                                        pip_requirements=MODEL_REQUIREMENTS, registered_model_name=RANKER_MODEL_NAME)
     version = str(info.registered_model_version)
-    decision = promote_if_better(mlflow.MlflowClient(), RANKER_MODEL_NAME, version, "auc")
+    decision = promote_if_better(mlflow.MlflowClient(), RANKER_MODEL_NAME, version, "auc",
+                                 score_champion=lambda champion: score_registered_ranker(champion, test))
     return version, decision.describe()

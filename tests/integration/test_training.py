@@ -67,3 +67,27 @@ def test_a_registered_ranker_loads_back_and_scores_like_the_run(runs, built_path
     test = load_ranking_data(built_paths, SLICE).test
     rescored = score_ranker(test["label"], predict_in_batches(model, encoder.encode(test)))
     assert rescored["auc"] == pytest.approx(outcome.metrics["test_auc"], abs=1e-6)
+
+
+def test_a_champion_tested_on_other_data_is_rescored_on_the_candidates_test_set(runs, built_paths, tracking_uri):
+    from training.data import load_ranking_data
+    from training.encoding import FeatureEncoder
+    from training.metrics import score_ranker
+    from training.train import predict_in_batches
+
+    client = MlflowClient(tracking_uri)
+    champion = client.get_model_version_by_alias(RANKER_MODEL_NAME, CHAMPION)
+    other_slice = 0.05  # another sample of users: another test set
+    outcome = train_ranker("embedding_mlp", built_paths, PARAMS, user_fraction=other_slice)
+
+    model = mlflow.tensorflow.load_model(f"models:/{RANKER_MODEL_NAME}/{champion.version}")
+    encoder_path = client.download_artifacts(champion.run_id, "feature_encoder.json")
+    encoder = FeatureEncoder.from_dict(json.loads(Path(encoder_path).read_text()))
+    test = load_ranking_data(built_paths, other_slice).test
+    expected = score_ranker(test["label"], predict_in_batches(model, encoder.encode(test)))["auc"]
+
+    tags = client.get_model_version(RANKER_MODEL_NAME, outcome.version).tags
+    assert tags["promotion_champion_version"] == champion.version
+    assert float(tags["promotion_champion_score"]) == pytest.approx(expected, abs=1e-6)
+    logged = client.get_run(champion.run_id).data.metrics["test_auc"]
+    assert float(tags["promotion_champion_score"]) != pytest.approx(logged)
