@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from eaglerec.files import write_then_rename
 from eaglerec.settings import Paths
 
 # SparrowRecSys column -> EagleRec column (rating_examples), in SparrowRecSys's order.
@@ -68,13 +69,12 @@ def export_sparrowrecsys(paths: Paths, out: str | Path | None = None) -> dict[Pa
     with duckdb.connect() as con:
         for file_name, splits in SPLIT_FILES.items():
             path = out_dir / file_name
-            partial = path.with_name(path.name + ".partial")
-            con.execute(
-                f"copy (select {select_sparrowrecsys_columns()} from read_parquet(?) "
-                f"where split in (select unnest(?)) order by rated_at, user_id, movie_id) "
-                f"to '{partial}' (header, delimiter ',')",
-                [str(examples), list(splits)],
-            )
-            partial.replace(path)
+            with write_then_rename(path) as partial:
+                con.execute(
+                    f"copy (select {select_sparrowrecsys_columns()} from read_parquet(?) "
+                    f"where split in (select unnest(?)) order by rated_at, user_id, movie_id) "
+                    f"to '{partial}' (header, delimiter ',')",
+                    [str(examples), list(splits)],
+                )
             written[path] = con.execute("select count(*) from read_csv(?)", [str(path)]).fetchone()[0]
     return written

@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 CHUNK_BYTES = 1 << 20
@@ -17,6 +19,17 @@ def compute_sha256(path: Path) -> str:
         while chunk := handle.read(CHUNK_BYTES):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+@contextmanager
+def write_then_rename(path: Path) -> Iterator[Path]:
+    """Yield a sibling path to write; on success it replaces `path` in one rename: readers never see half a file."""
+    partial = path.with_name(path.name + ".partial")
+    try:
+        yield partial
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def replace_dir(staged: Path, dest: Path) -> None:

@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
+from eaglerec.files import write_then_rename
 from eaglerec.settings import Paths
 from training.metrics import score_retriever
 from training.tracking import hash_data_version, read_git_commit
@@ -170,9 +171,8 @@ def write_embeddings(paths: Paths, model_name: str, movie_ids: np.ndarray, movie
     written = {}
     for name, table in tables.items():
         path = folder / f"{name}.parquet"
-        partial = path.with_name(path.name + ".partial")
-        table.to_parquet(partial, index=False)
-        partial.replace(path)
+        with write_then_rename(path) as partial:
+            table.to_parquet(partial, index=False)
         written[name] = str(path)
     return written
 
