@@ -87,6 +87,15 @@ def copy_release(source: Path, dest: Path) -> Path:
     return dest
 
 
+def find_free_port() -> int:
+    """A loopback port nothing listens on now (the OS picks it)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 @pytest.fixture(scope="session")
 def redis_address(tmp_path_factory: pytest.TempPathFactory):
     """A real redis-server on a free loopback port for the session, stopped by PID afterwards."""
@@ -96,9 +105,7 @@ def redis_address(tmp_path_factory: pytest.TempPathFactory):
 
     binary = shutil.which("redis-server")
     assert binary, "redis-server is not installed: `make system-packages` installs it (apt-get install redis-server)"
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = find_free_port()
     workdir = tmp_path_factory.mktemp("redis")
     server = subprocess.Popen([binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
                                "--dir", str(workdir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -123,13 +130,10 @@ def tracking_uri(tmp_path_factory: pytest.TempPathFactory):
     """A real MLflow tracking server (SQLite backend, local artifacts) on a free loopback port, stopped by PID."""
     import os
     import signal
-    import socket
 
     from training.tracking import start_tracking_server, wait_for_tracking_server
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = find_free_port()
     server = start_tracking_server(Paths(tmp_path_factory.mktemp("mlflow")), port=port)
     uri = f"http://127.0.0.1:{port}"
     try:
