@@ -21,8 +21,8 @@ export EAGLEREC_HOME
 # uv from PATH, else a private copy installed from PyPI (the only registry these machines reach).
 UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/bin/uv)
 
-.PHONY: help install system-packages run mlflow train stop test test-fast lint bench-features bench-online lock clean \
-	distclean
+.PHONY: help install system-packages run mlflow train stop test test-fast lint bench-features bench-online \
+	bench-quality lock clean distclean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -56,7 +56,9 @@ run: install ## Ingest the bundled sample, gate it, build the dbt marts, fill Fe
 	$(ML_BIN)/eaglerec feast-apply
 	$(ML_BIN)/eaglerec materialize
 	$(MAKE) --no-print-directory train
-	@echo "Done: ingest -> raw gate -> dbt marts -> Feast (offline + online) -> rankers and retrievers in MLflow."
+	$(ML_BIN)/eaglerec materialize
+	@echo "Done: ingest -> raw gate -> dbt marts -> Feast (offline + online) -> rankers and retrievers in MLflow"
+	@echo "-> champion embeddings in Feast. Comparison table: $(EAGLEREC_HOME)/reports/model_comparison.html"
 	@echo "MLflow UI: http://127.0.0.1:5000 (make stop ends it). Serving and the Airflow DAGs come with their issues."
 
 test: install ## Run every test (unit, integration on the bundled data, contracts)
@@ -74,9 +76,12 @@ bench-features: install ## Benchmark ingest + gate + dbt build on synthetic data
 mlflow: install ## Start the MLflow tracking server and UI on 127.0.0.1:5000 (state in $EAGLEREC_HOME/mlflow)
 	$(ML_BIN)/eaglerec tracking-server start
 
-train: mlflow ## Train baselines, the five rankers and the embedding retrievers on the marts (make run first)
+train: mlflow ## Train the baselines, five rankers and four retrievers on the marts, then compare them (make run first)
 	$(ML_BIN)/eaglerec train --all $(if $(EPOCHS),--epochs $(EPOCHS))
 	$(ML_BIN)/eaglerec train-retriever --all
+	$(ML_BIN)/eaglerec evaluate
+
+bench-quality: train ## Train every model on the full bundled data and print the comparison table (same as train)
 
 stop: ## Stop the services started by make (by PID)
 	-$(ML_BIN)/eaglerec tracking-server stop

@@ -107,14 +107,40 @@ def run_train_retriever(args: argparse.Namespace) -> None:
 
     from training.embeddings import RETRIEVERS, EmbeddingParams, train_retriever
     from training.tracking import tracking_uri
+    from training.two_tower import TwoTowerParams
 
     mlflow.set_tracking_uri(tracking_uri())
-    params = EmbeddingParams(**({"epochs": args.epochs} if args.epochs else {}))
+    epochs = {"epochs": args.epochs} if args.epochs else {}
     for model in RETRIEVERS if args.all else (args.model,):
+        params = TwoTowerParams(**epochs) if model == "two_tower" else EmbeddingParams(**epochs)
         outcome = train_retriever(model, params=params, verbose=1)
         scores = ", ".join(f"{name} {outcome.metrics[name]:.4f}" for name in
                            ("test_recall_at_10", "test_ndcg_at_10", "test_recall_at_100", "test_coverage_at_100"))
-        print(f"{model}: {scores}; {outcome.train_seconds:.1f} s")
+        print(f"{model}: {scores}; {outcome.train_seconds:.1f} s"
+              + (f"; {outcome.decision}" if outcome.decision else ""))
+
+
+def run_evaluate(args: argparse.Namespace) -> None:
+    import mlflow
+
+    from training.compare import compare_models, write_comparison
+    from training.tracking import tracking_uri
+
+    mlflow.set_tracking_uri(tracking_uri())
+    comparison = compare_models()
+    print(comparison.to_markdown())
+    for path in write_comparison(comparison).values():
+        print(f"wrote {path}")
+
+
+def run_promote(args: argparse.Namespace) -> None:
+    import mlflow
+
+    from training.promotion import promote
+    from training.tracking import tracking_uri
+
+    mlflow.set_tracking_uri(tracking_uri())
+    print(promote(args.kind, args.version).describe())
 
 
 def run_export_sparrowrecsys(args: argparse.Namespace) -> None:
@@ -188,12 +214,22 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(run=run_train)
 
     retriever = commands.add_parser("train-retriever",
-                                    help="train popularity, item2vec or DeepWalk as retrievers; log to MLflow")
+                                    help="train a retriever (baselines, item2vec, DeepWalk, two-tower), log it to "
+                                         "MLflow, run the champion gate, publish the champion's embeddings for Feast")
     which = retriever.add_mutually_exclusive_group(required=True)
-    which.add_argument("--model", choices=("popularity", "item2vec", "deepwalk"))
-    which.add_argument("--all", action="store_true")
-    retriever.add_argument("--epochs", type=int, help="skip-gram epochs (default: EmbeddingParams)")
+    which.add_argument("--model", choices=("popularity", "cooccurrence", "item2vec", "deepwalk", "two_tower"))
+    which.add_argument("--all", action="store_true", help="both baselines and the three embedding retrievers")
+    retriever.add_argument("--epochs", type=int, help="epochs (default: EmbeddingParams, TwoTowerParams)")
     retriever.set_defaults(run=run_train_retriever)
+
+    evaluate = commands.add_parser("evaluate", help="compare the latest run of every model on the current marts: "
+                                                    "markdown/HTML table in $EAGLEREC_HOME/reports/ and MLflow")
+    evaluate.set_defaults(run=run_evaluate)
+
+    promote = commands.add_parser("promote", help="run the champion gate for a registered ranker or retriever version")
+    promote.add_argument("kind", choices=("ranker", "retriever"))
+    promote.add_argument("--version", help="registered version (default: the latest)")
+    promote.set_defaults(run=run_promote)
 
     export = commands.add_parser("export-sparrowrecsys",
                                  help="write rating_examples in SparrowRecSys's 27-column sample format")

@@ -39,12 +39,13 @@ class FeatureEncoder:
     def scale(name: str, values: pd.Series) -> pd.Series:
         return np.log1p(values) if name in LOG_SCALED else values
 
-    def encode(self, frame: pd.DataFrame) -> dict[str, np.ndarray]:
-        """Return one array per feature: int32 indexes for ids and genres, float32 standardised numerics."""
+    def encode(self, frame: pd.DataFrame, features=FEATURES) -> dict[str, np.ndarray]:
+        """Return one array per feature (all of the spec unless given): int32 indexes for ids and genres, float32
+        standardised numerics."""
         inputs = {}
         lookups = {kind: {value: index for index, value in enumerate(values, start=1)}
                    for kind, values in self.vocabularies.items()}
-        for feature in FEATURES:
+        for feature in features:
             column = frame[feature.name]
             if feature.kind == "numeric":
                 values = (self.scale(feature.name, column.astype(float)) - self.means[feature.name])

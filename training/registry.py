@@ -24,6 +24,8 @@ class PromotionDecision:
     promoted: bool
 
     def describe(self) -> str:
+        if self.champion_version == self.candidate_version:
+            return f"{self.model_name} v{self.candidate_version} is already the champion"
         if self.champion_version is None:
             return (f"{self.model_name} v{self.candidate_version} is the first champion "
                     f"({self.metric} {self.candidate_score:.4f})")
@@ -64,6 +66,9 @@ def promote_if_better(client, model_name: str, candidate_version: str, metric: s
                 raise PromotionError(f"{model_name}: champion v{champion.version} was tested on {champion_test_set}, "
                                      f"the candidate on {candidate_test_set}; re-score the champion to compare")
             champion_score = score_champion(champion)
+    if champion is not None and champion.version == candidate.version:
+        return PromotionDecision(model_name, metric, candidate.version, candidate_score, champion.version,
+                                 candidate_score, True)
     better = champion_score is None or (candidate_score > champion_score if higher_is_better
                                         else candidate_score < champion_score)
     client.set_registered_model_alias(model_name, CHAMPION if better else CHALLENGER, candidate.version)

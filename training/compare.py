@@ -1,0 +1,130 @@
+"""The comparison table: the latest run of every ranker and retriever on the current marts and the full test set, side
+by side, as markdown and HTML, written under $EAGLEREC_HOME/reports/ and logged to MLflow."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from eaglerec.files import write_then_rename
+from eaglerec.settings import Paths
+from training.registry import CHALLENGER, CHAMPION, TEST_SET_TAG
+from training.tracking import hash_data_version
+
+COMPARISON_EXPERIMENT = "eaglerec-comparisons"
+# (experiment, registered model, test set suffix, columns: metric -> heading), in table order.
+TABLES = {
+    "rankers": ("eaglerec-rankers", "eaglerec-ranker", "test:users=1.0", {
+        "test_auc": "AUC", "test_pr_auc": "PR-AUC", "test_log_loss": "log loss", "validation_auc": "val AUC",
+        "train_seconds": "train s", "train_examples_per_second": "examples/s"}),
+    "retrievers": ("eaglerec-retrievers", "eaglerec-retriever", "test", {
+        "test_recall_at_10": "Recall@10", "test_ndcg_at_10": "NDCG@10", "test_recall_at_50": "Recall@50",
+        "test_recall_at_100": "Recall@100", "test_hit_rate_at_10": "hit rate@10",
+        "test_coverage_at_100": "coverage@100", "validation_recall_at_10": "val Recall@10",
+        "train_seconds": "train s"}),
+}
+
+
+@dataclass(frozen=True)
+class Comparison:
+    data_version: str
+    tables: dict[str, pd.DataFrame]
+
+    def to_markdown(self) -> str:
+        parts = [f"# EagleRec model comparison\n\nData version `{self.data_version}`; every figure on the test split "
+                 "(tuning used validation only). Latest run per model.\n"]
+        for name, table in self.tables.items():
+            parts.append(f"## {name.capitalize()}\n\n" + (render_markdown(table) if len(table) else "(no runs)\n"))
+        return "\n".join(parts)
+
+    def to_html(self) -> str:
+        body = "".join(f"<h2>{name.capitalize()}</h2>" + table.to_html(
+            index=False, border=0, formatters={column: FORMATS[column].format for column in FORMATS
+                                               if column in table}, float_format="{:.4f}".format)
+                       for name, table in self.tables.items())
+        return (f"<!doctype html><html><head><meta charset='utf-8'><title>EagleRec model comparison</title>"
+                f"<style>body{{font-family:sans-serif}}table{{border-collapse:collapse}}td,th{{padding:4px 10px;"
+                f"border-bottom:1px solid #ddd;text-align:right}}</style></head><body><h1>EagleRec model comparison"
+                f"</h1><p>Data version <code>{self.data_version}</code>; test split; latest run per model.</p>"
+                f"{body}</body></html>")
+
+
+# Metrics to 4 decimals; these otherwise.
+FORMATS = {"train s": "{:.1f}", "examples/s": "{:,.0f}"}
+
+
+def render_markdown(table: pd.DataFrame) -> str:
+    def cell(column: str, value) -> str:
+        if isinstance(value, float):
+            return "" if pd.isna(value) else FORMATS.get(column, "{:.4f}").format(value)
+        return str(value)
+
+    lines = ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
+    lines += ["| " + " | ".join(cell(column, value) for column, value in zip(table.columns, row, strict=True)) + " |"
+              for row in table.itertuples(index=False)]
+    return "\n".join(lines) + "\n"
+
+
+def read_roles(client, registered_model: str) -> dict[str, str]:
+    """run id -> 'champion v3' / 'challenger v4' for the versions holding an alias."""
+    from mlflow.exceptions import MlflowException
+
+    roles = {}
+    for alias in (CHAMPION, CHALLENGER):
+        try:
+            version = client.get_model_version_by_alias(registered_model, alias)
+        except MlflowException:
+            continue
+        roles[version.run_id] = f"{alias} v{version.version}"
+    return roles
+
+
+def compare_models(paths: Paths | None = None) -> Comparison:
+    """Collect the latest finished run of each model on the current data version's full test set."""
+    import mlflow
+
+    paths = paths or Paths.from_env()
+    data_version = hash_data_version(paths.marts)
+    client = mlflow.MlflowClient()
+    tables = {}
+    for name, (experiment, registered_model, test_set, columns) in TABLES.items():
+        runs = mlflow.search_runs(experiment_names=[experiment], output_format="pandas",
+                                  filter_string=f"tags.{TEST_SET_TAG} = '{data_version}:{test_set}' "
+                                                "and attributes.status = 'FINISHED'",
+                                  order_by=["attributes.start_time DESC"])
+        if runs.empty:
+            tables[name] = pd.DataFrame(columns=["model", *columns.values(), "registry", "run"])
+            continue
+        latest = runs.drop_duplicates("tags.model")
+        roles = read_roles(client, registered_model)
+        table = pd.DataFrame({"model": latest["tags.model"]})
+        for metric, heading in columns.items():
+            table[heading] = latest.get(f"metrics.{metric}")
+        table["registry"] = latest["run_id"].map(roles).fillna("")
+        table["run"] = latest["run_id"].str[:8]
+        sort_by = next(iter(columns.values()))
+        tables[name] = table.sort_values(sort_by, ascending=False).reset_index(drop=True)
+    return Comparison(data_version, tables)
+
+
+def write_comparison(comparison: Comparison, paths: Paths | None = None) -> dict[str, Path]:
+    """Write model_comparison.md and .html under $EAGLEREC_HOME/reports/ and log both to an MLflow run."""
+    import mlflow
+
+    paths = paths or Paths.from_env()
+    folder = paths.home / "reports"
+    folder.mkdir(parents=True, exist_ok=True)
+    written = {}
+    for suffix, text in (("md", comparison.to_markdown()), ("html", comparison.to_html())):
+        path = folder / f"model_comparison.{suffix}"
+        with write_then_rename(path) as partial:
+            partial.write_text(text)
+        written[suffix] = path
+    mlflow.set_experiment(COMPARISON_EXPERIMENT)
+    with mlflow.start_run(run_name=f"comparison {comparison.data_version[:8]}"):
+        mlflow.set_tag("data_version", comparison.data_version)
+        for path in written.values():
+            mlflow.log_artifact(str(path))
+    return written
