@@ -100,6 +100,43 @@ def read_online_features(store, service: str, entity_rows: list[dict]) -> pd.Dat
     return store.get_online_features(features=features, entity_rows=entity_rows).to_df()
 
 
+class OnlineReader:
+    """Reads one entity's features of a feature service straight from the online store, the views resolved once.
+
+    The same values as `get_online_features` (a test compares them) at a fraction of the cost: the SDK rebuilds its
+    request context from the registry on every call (~18 ms here against ~0.2 ms for these reads)."""
+
+    def __init__(self, store, service: str):
+        from feast.protos.feast.types.Value_pb2 import Value
+        from feast.value_type import ValueType
+
+        self.store = store
+        feature_service = store.get_feature_service(service)
+        self.views = [(store.get_feature_view(projection.name), [f.name for f in projection.features])
+                      for projection in feature_service.feature_view_projections]
+        entity = store.get_entity(self.views[0][0].entities[0])
+        self.join_key = entity.join_key
+        value_field = {ValueType.INT32: "int32_val", ValueType.INT64: "int64_val",
+                       ValueType.STRING: "string_val"}[entity.value_type]
+        self.make_value = lambda key: Value(**{value_field: key})
+        self.provider = store._get_provider()
+
+    def read(self, entity_id) -> dict:
+        """Return {feature: python value} for one entity; features it has no value for are absent."""
+        from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+        from feast.type_map import feast_value_type_to_python_type
+
+        key = EntityKey(join_keys=[self.join_key], entity_values=[self.make_value(entity_id)])
+        features = {}
+        for view, names in self.views:
+            _, values = self.provider.online_read(config=self.store.config, table=view, entity_keys=[key],
+                                                  requested_features=names)[0]
+            for name, value in (values or {}).items():
+                if name in names:
+                    features[name] = feast_value_type_to_python_type(value)
+        return features
+
+
 ACTIVITY_COLUMNS = ("recent_movie_ids", "recent_ratings", "recent_rated_ats")
 ACTIVITY_FEATURES = [f"user_recent_activity:{name}" for name in ACTIVITY_COLUMNS]
 

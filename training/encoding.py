@@ -18,6 +18,7 @@ class FeatureEncoder:
     vocabularies: dict[str, list] = field(default_factory=dict)
     means: dict[str, float] = field(default_factory=dict)
     stddevs: dict[str, float] = field(default_factory=dict)
+    _lookups: dict[str, pd.Index] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def fit(cls, train: pd.DataFrame, catalogue_movie_ids: list[int], genres: list[str]) -> FeatureEncoder:
@@ -43,8 +44,6 @@ class FeatureEncoder:
         """Return one array per feature (all of the spec unless given): int32 indexes for ids and genres, float32
         standardised numerics."""
         inputs = {}
-        lookups = {kind: {value: index for index, value in enumerate(values, start=1)}
-                   for kind, values in self.vocabularies.items()}
         for feature in features:
             column = frame[feature.name]
             if feature.kind == "numeric":
@@ -53,9 +52,15 @@ class FeatureEncoder:
                 # A missing statistic (no history yet) becomes the training mean.
                 inputs[feature.name] = values.fillna(0.0).to_numpy(dtype=np.float32)
             else:
-                indexes = column.map(lookups[feature.kind])
-                inputs[feature.name] = indexes.fillna(0).to_numpy(dtype=np.int32)
+                # get_indexer gives -1 for unknown and missing values: +1 makes them index 0.
+                inputs[feature.name] = (self.lookup(feature.kind).get_indexer(column) + 1).astype(np.int32)
         return inputs
+
+    def lookup(self, kind: str) -> pd.Index:
+        """The vocabulary as a pandas Index (built once: serving encodes one user row per request)."""
+        if kind not in self._lookups:
+            self._lookups[kind] = pd.Index(self.vocabularies[kind])
+        return self._lookups[kind]
 
     def to_dict(self) -> dict:
         return {"vocabularies": self.vocabularies, "means": self.means, "stddevs": self.stddevs}

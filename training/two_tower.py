@@ -13,11 +13,18 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from training.feature_spec import HISTORY, MOVIE_GENRES, MOVIE_ID, USER_GENRES, USER_ID, Feature
+from training.feature_spec import (
+    HISTORY,
+    MOVIE_GENRES,
+    MOVIE_ID,
+    USER_FEATURES,
+    USER_GENRES,
+    USER_ID,
+    USER_NUMERIC,
+    Feature,
+)
 
-USER_NUMERIC = tuple(Feature(name, "numeric") for name in (
-    "user_rating_count", "user_avg_rating", "user_rating_stddev", "user_avg_release_year", "user_release_year_stddev"))
-USER_TOWER = (USER_ID, *HISTORY, *USER_GENRES, *USER_NUMERIC)
+USER_TOWER = USER_FEATURES
 MOVIE_TOWER = (MOVIE_ID, *MOVIE_GENRES, Feature("release_year", "numeric"))
 LOG_FREQUENCY = "movie_log_frequency"
 

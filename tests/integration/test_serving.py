@@ -1,0 +1,376 @@
+"""The recommendation service on the bundled data with a real registry (MLflow server) and a real Feast online store:
+in-process through RecommendationEngine, and over HTTP against `bentoml serve` and the built bento."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from eaglerec.feature_store import OnlineReader, apply_feature_repo, materialize_online, open_feature_store
+from eaglerec.settings import REPO_ROOT, Paths
+from tests.conftest import find_free_port
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+ADMIN_TOKEN = "test-admin-token"
+CHALLENGER_SHARE = 0.3
+MAX_PER_GENRE = 3
+# Users the in-process tests post ratings for: ids the bundled data does not have.
+NEW_USER, HTTP_NEW_USER = 900_001, 900_002
+
+
+@pytest.fixture(scope="module")
+def registry(built_paths, tracking_uri, tmp_path_factory):
+    """A serving home (the marts, Feast applied and materialised) and a registry whose aliases the tests set: DIN as
+    champion, NeuralCF as challenger, item2vec as champion retriever; all trained briefly on the bundled data."""
+    from training.embeddings import EmbeddingParams, train_retriever
+    from training.rankers import RankerParams
+    from training.train import RANKER_MODEL_NAME, train_ranker
+
+    mlflow.set_tracking_uri(tracking_uri)
+    home = Paths(tmp_path_factory.mktemp("serving") / "home")
+    shutil.copytree(built_paths.marts, home.marts)
+    params = RankerParams(embedding_dim=8, hidden_units=(16,), epochs=1, batch_size=1024)
+    rankers = {name: train_ranker(name, home, params, user_fraction=0.3) for name in ("din", "neural_cf")}
+    retriever = train_retriever("item2vec", home, EmbeddingParams(embedding_dim=8, epochs=1))
+    client = MlflowClient(tracking_uri)
+    client.set_registered_model_alias(RANKER_MODEL_NAME, "champion", rankers["din"].version)
+    client.set_registered_model_alias(RANKER_MODEL_NAME, "challenger", rankers["neural_cf"].version)
+    client.set_registered_model_alias("eaglerec-retriever", "champion", retriever.version)
+    apply_feature_repo(home, "sqlite")
+    materialize_online(open_feature_store(home, "sqlite"))
+    return {"home": home, "uri": tracking_uri, "rankers": rankers, "retriever": retriever}
+
+
+@pytest.fixture(scope="module")
+def engine(registry):
+    from bentos.recommender.serving import RecommendationEngine, ServingConfig
+
+    return RecommendationEngine(ServingConfig(registry["home"], registry["uri"], max_k=100,
+                                              max_per_genre=MAX_PER_GENRE, challenger_share=CHALLENGER_SHARE,
+                                              experiment="test-ab", admin_token=ADMIN_TOKEN))
+
+
+@pytest.fixture(scope="module")
+def events(built_paths) -> pd.DataFrame:
+    return pd.read_parquet(built_paths.marts / "rating_events.parquet")
+
+
+@pytest.fixture(scope="module")
+def catalog(built_paths) -> pd.DataFrame:
+    return pd.read_parquet(built_paths.marts / "movie_catalog.parquet").set_index("movie_id")
+
+
+# --- in-process ---------------------------------------------------------------------------------------------------
+
+def test_recommendations_never_include_a_rated_movie_and_cap_each_genre(engine, events, catalog):
+    rated = events.groupby("user_id")["movie_id"].agg(set)
+    for user_id in rated.index[:40]:
+        answer = engine.recommend(int(user_id), k=10)
+        movies = [item["movie_id"] for item in answer["items"]]
+        assert len(movies) == 10 == len(set(movies)) and not answer["cold_start"]
+        assert not set(movies) & rated[user_id], f"user {user_id} was recommended a movie they rated"
+        primary = pd.Series([catalog.at[m, "genres"][0] for m in movies]).value_counts()
+        assert primary.max() <= MAX_PER_GENRE
+        assert all(item["reason"] and item["retriever"] for item in answer["items"])
+
+
+def test_served_scores_equal_the_registered_model_fed_through_feast_sdk(engine, registry, catalog):
+    """Second path: the model loaded from the registry, the user's features from Feast's get_online_features, the
+    movies' features from their own online read, the encoder logged with the run, and Keras predict()."""
+    from training.encoding import FeatureEncoder
+    from training.feature_spec import MOVIE_FEATURES, USER_FEATURES
+
+    user_id = 414
+    answer = engine.recommend(user_id, k=10, variant="champion")
+    version = registry["rankers"]["din"]
+    model = mlflow.tensorflow.load_model(f"models:/eaglerec-ranker/{version.version}")
+    encoder = FeatureEncoder.from_dict(mlflow.artifacts.load_dict(f"runs:/{version.run_id}/feature_encoder.json"))
+    store = open_feature_store(registry["home"], "sqlite")
+    movie_ids = [item["movie_id"] for item in answer["items"]]
+    user = store.get_online_features(features=[f"user_profiles:{f.name}" for f in USER_FEATURES if f.kind != "user"],
+                                     entity_rows=[{"user_id": user_id}]).to_df()
+    movies = store.get_online_features(features=[f"movie_profiles:{f.name}" for f in MOVIE_FEATURES
+                                                 if f.kind != "movie"],
+                                       entity_rows=[{"movie_id": m} for m in movie_ids]).to_df()
+    frame = movies.assign(**{column: user.at[0, column] for column in user.columns if column != "user_id"},
+                          user_id=user_id)
+    expected = model.predict(encoder.encode(frame), verbose=0).ravel()
+    np.testing.assert_allclose([item["score"] for item in answer["items"]], expected, rtol=1e-4, atol=1e-6)
+    assert answer["ranker"] == f"din v{version.version}"
+
+
+def test_the_online_reader_equals_feast_get_online_features(registry):
+    store = open_feature_store(registry["home"], "sqlite")
+    reader = OnlineReader(store, "user_state_v1")
+    for user_id in (1, 77, 610, 10**6):
+        expected = store.get_online_features(features=store.get_feature_service("user_state_v1"),
+                                             entity_rows=[{"user_id": user_id}]).to_dict()
+        fast = reader.read(user_id)
+        for name, values in expected.items():
+            if name != "user_id":
+                assert fast.get(name) == values[0], (user_id, name)
+
+
+def test_an_unknown_user_gets_a_popular_genre_diverse_cold_start_list(engine, events, catalog):
+    answer = engine.recommend(10**8, k=12)
+    assert answer["cold_start"] and answer["ranker"] is None and len(answer["items"]) == 12
+    positives = events[events.rating >= 3.5].movie_id.value_counts()
+    movies = [item["movie_id"] for item in answer["items"]]
+    assert movies[0] == positives.index[0]  # the most liked movie leads
+    assert all(positives[m] >= positives.iloc[200] for m in movies)  # all among the most liked
+    assert pd.Series([catalog.at[m, "genres"][0] for m in movies]).value_counts().max() <= MAX_PER_GENRE
+
+
+def test_a_rating_event_changes_the_next_recommendation(engine, catalog):
+    before = engine.recommend(NEW_USER, k=10)
+    assert before["cold_start"]
+    liked = 4993  # The Lord of the Rings: The Fellowship of the Ring
+    engine.record_event(NEW_USER, liked, 5.0)
+    after = engine.recommend(NEW_USER, k=10)
+    movies = [item["movie_id"] for item in after["items"]]
+    assert not after["cold_start"] and liked not in movies
+    assert movies != [item["movie_id"] for item in before["items"]]
+    title = catalog.at[liked, "title"]
+    assert any(item["reason"] == f"because you liked {title}" for item in after["items"])
+    assert engine.user(NEW_USER)["history"][0]["movie_id"] == liked
+
+
+@pytest.mark.parametrize("event, message", [
+    ({"user_id": 5, "movie_id": 10**7, "rating": 4.0}, "movie_id 10000000: not in movie_catalog"),
+    ({"user_id": 5, "movie_id": 1, "rating": 4.2}, "rating 4.2: expected 0.5 to 5.0 in half stars"),
+    ({"user_id": 5, "movie_id": 1, "rating": 4.0, "rated_at": 2 * 10**9}, "rated_at 2000000000"),
+])
+def test_bad_events_are_refused_and_change_nothing(engine, event, message):
+    from bentos.recommender.serving import InvalidRequestError, NotFoundError
+
+    before = engine.read_user_state(event["user_id"])
+    with pytest.raises((InvalidRequestError, NotFoundError), match=message):
+        engine.record_event(**event)
+    assert engine.read_user_state(event["user_id"]) == before
+
+
+def test_ab_buckets_are_stable_and_close_to_the_configured_share(engine):
+    from bentos.recommender.serving import assign_variant
+
+    variants = [assign_variant(user, "test-ab", CHALLENGER_SHARE) for user in range(1, 20_001)]
+    share = variants.count("challenger") / len(variants)
+    assert abs(share - CHALLENGER_SHARE) < 0.015  # 3.3 standard deviations of a binomial share
+    assert variants == [assign_variant(user, "test-ab", CHALLENGER_SHARE) for user in range(1, 20_001)]
+    assert [assign_variant(u, "other-experiment", 0.3) for u in range(1, 2001)] != variants[:2000]
+    for user_id in (1, 2, 3, 4, 5, 6):
+        answer = engine.recommend(user_id, k=3)
+        assert answer["variant"] == variants[user_id - 1]
+        assert answer["ranker"].startswith("din" if answer["variant"] == "champion" else "neural_cf")
+
+
+def test_similar_movies_by_embedding_and_by_genre(engine, catalog):
+    by_vector = engine.similar(1, k=8)
+    assert by_vector["method"] == "embedding" and len(by_vector["items"]) == 8
+    assert 1 not in [item["movie_id"] for item in by_vector["items"]]
+    scores = [item["score"] for item in by_vector["items"]]
+    assert scores == sorted(scores, reverse=True)
+    by_genre = engine.similar(1, k=8, use_embeddings=False)
+    toy_story = set(catalog.at[1, "genres"])
+    assert by_genre["method"] == "genre"
+    assert all(set(item["genres"]) & toy_story for item in by_genre["items"])
+
+
+def test_genre_lists_sort_as_asked(engine, events):
+    by_rating = engine.genre("Comedy", "rating", 20)["items"]
+    averages = [item["average_rating"] for item in by_rating]
+    assert averages == sorted(averages, reverse=True) and all(item["rating_count"] >= 10 for item in by_rating)
+    years = [item["release_year"] for item in engine.genre("Comedy", "year", 20)["items"]]
+    assert years == sorted(years, reverse=True)
+
+
+def test_sparrowrecsys_movie_json_has_its_fields_and_the_ten_highest_ratings(engine, events):
+    from bentos.recommender.serving import sparrow_movie
+
+    movie = sparrow_movie(engine, 1)
+    assert set(movie) == {"movieId", "title", "releaseYear", "imdbId", "tmdbId", "genres", "ratingNumber",
+                          "averageRating", "topRatings"}
+    assert movie["title"] == "Toy Story" and movie["releaseYear"] == 1995
+    ratings = events[events.movie_id == 1]
+    assert movie["ratingNumber"] == len(ratings) and movie["averageRating"] == pytest.approx(ratings.rating.mean())
+    top = [entry["rating"] for entry in movie["topRatings"]]
+    assert len(top) == 10 and set(top[0]) == {"movieId", "userId", "score", "timestamp"}
+    assert [r["score"] for r in top] == sorted(ratings.rating, reverse=True)[:10]
+
+
+# --- over HTTP: `bentoml serve` in a subprocess -------------------------------------------------------------------
+
+def call(base: str, path: str, body=None, headers=None, method=None) -> tuple[int, object]:
+    data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
+    request = urllib.request.Request(base + path, data=data, method=method or ("POST" if data is not None else "GET"),
+                                     headers={"Content-Type": "application/json", **(headers or {})})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            payload = response.read()
+            status = response.status
+    except urllib.error.HTTPError as error:
+        payload, status = error.read(), error.code
+    try:
+        return status, json.loads(payload)
+    except ValueError:
+        return status, payload.decode()
+
+
+def start_service(registry, target: str, extra_env: dict | None = None):
+    port = find_free_port()
+    env = {**os.environ, "EAGLEREC_HOME": str(registry["home"].home), "MLFLOW_TRACKING_URI": registry["uri"],
+           "EAGLEREC_ADMIN_TOKEN": ADMIN_TOKEN, "EAGLEREC_AB_CHALLENGER_SHARE": str(CHALLENGER_SHARE),
+           "EAGLEREC_ONLINE_STORE": "sqlite", **(extra_env or {})}
+    log = open(registry["home"].home / f"serve-{port}.log", "w")  # noqa: SIM115 - closed with the process
+    process = subprocess.Popen([str(Path(sys.executable).with_name("bentoml")), "serve", target, "--host",
+                                "127.0.0.1", "--port", str(port)], cwd=REPO_ROOT, env=env, stdout=log,
+                               stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180
+    while True:
+        assert process.poll() is None, f"bentoml serve exited: {(registry['home'].home / log.name).read_text()[-3000:]}"
+        assert time.monotonic() < deadline, "the service was not ready within 180 s"
+        try:
+            if call(base, "/readyz")[0] == 200 and call(base, "/healthz")[0] == 200:
+                break
+        except OSError:
+            pass
+        time.sleep(1)
+    return process, base
+
+
+def stop_service(process) -> None:
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="module")
+def served(registry):
+    process, base = start_service(registry, "bentos.recommender.service:Recommender")
+    yield base
+    stop_service(process)
+
+
+def test_every_endpoint_answers_over_http(served):
+    checks = [
+        ("/recommend", {"user_id": 1, "k": 5}, lambda r: len(r["items"]) == 5 and r["variant"]),
+        ("/similar", {"movie_id": 1, "k": 4}, lambda r: len(r["items"]) == 4),
+        ("/movies/1", None, lambda r: r["title"] == "Toy Story (1995)" and r["imdb_id"] == "0114709"),
+        ("/users/1", None, lambda r: r["rating_count"] >= 232 and r["favourite_genres"]),
+        ("/genres/Comedy?sort=year&k=3", None, lambda r: len(r["items"]) == 3),
+        ("/getmovie?id=1", None, lambda r: r["movieId"] == 1 and r["tmdbId"] == 862),
+        ("/getuser?id=1", None, lambda r: r["userId"] == 1 and r["ratingCount"] == len(r["ratings"])),
+        ("/getsimilarmovie?movieId=1&size=3&model=emb", None, lambda r: len(r) == 3 and "movieId" in r[0]),
+        ("/getrecommendation?genre=Comedy&size=4&sortby=rating", None, lambda r: len(r) == 4),
+        ("/getrecforyou?id=1&size=3", None, lambda r: len(r) == 3),
+        ("/getrecforyou?id=1&size=3&model=emb", None, lambda r: len(r) == 3),
+        ("/getrecforyou?id=1&size=3&model=nerualcf", None, lambda r: len(r) == 3),
+        ("/healthz", None, lambda r: True),
+        ("/readyz", None, lambda r: True),
+    ]
+    for path, body, check in checks:
+        status, answer = call(served, path, body)
+        assert status == 200 and check(answer), (path, status, answer)
+    status, metrics = call(served, "/metrics")
+    assert status == 200 and 'eaglerec_recommend_requests_total{cold_start="false",variant=' in metrics
+
+
+@pytest.mark.parametrize("path, body, status, says", [
+    ("/recommend", {"user_id": 0}, 422, "user_id"),
+    ("/recommend", {"user_id": 1, "k": 101}, 422, "k"),
+    ("/recommend", {"user_id": "one"}, 422, "user_id"),
+    ("/recommend", {"user_id": 1, "variant": "nope"}, 400, "variant 'nope'"),
+    ("/recommend", {"user_id": 1, "surprise": 1}, 422, "surprise"),
+    ("/recommend", b"{not json", 422, "invalid request"),
+    ("/similar", {"movie_id": 10**7}, 404, "movie_id 10000000"),
+    ("/movies/10000000", None, 404, "movie_id 10000000"),
+    ("/movies/abc", None, 422, "movie_id"),
+    ("/users/999999", None, 404, "user_id 999999"),
+    ("/genres/Nope", None, 404, "genre 'Nope'"),
+    ("/genres/Comedy?sort=colour", None, 422, "sort"),
+    ("/events", {"user_id": 1, "movie_id": 1, "rating": 7}, 422, "rating"),
+    ("/events", {"user_id": 1, "movie_id": 1, "rating": 4.2}, 400, "half stars"),
+    ("/getmovie", None, 422, "id"),
+    ("/getmovie?id=-3", None, 422, "id"),
+    ("/getrecforyou?id=1&model=gbdt", None, 400, "model='gbdt'"),
+    ("/getrecommendation?genre=Comedy&sortby=title", None, 422, "sortby"),
+    ("/similar", {"movie_id": 1, "pad": "x" * 20_000}, 413, "request body over"),
+    ("/admin/reload", b"", 401, "bearer token"),
+])
+def test_bad_requests_get_a_json_4xx_with_a_reason(served, path, body, status, says):
+    got, answer = call(served, path, body)
+    assert got == status and isinstance(answer, dict) and says in answer["error"], (got, answer)
+
+
+def test_an_event_over_http_reaches_the_next_recommendation(served):
+    _, before = call(served, "/recommend", {"user_id": HTTP_NEW_USER, "k": 5})
+    status, accepted = call(served, "/events", {"user_id": HTTP_NEW_USER, "movie_id": 260, "rating": 5.0})
+    _, after = call(served, "/recommend", {"user_id": HTTP_NEW_USER, "k": 5})
+    assert before["cold_start"] and status == 200 and accepted["accepted"]
+    assert not after["cold_start"] and 260 not in [item["movie_id"] for item in after["items"]]
+
+
+def test_reload_swaps_the_champion_without_failing_requests_in_flight(served, registry, tracking_uri):
+    client = MlflowClient(tracking_uri)
+    neural_cf = registry["rankers"]["neural_cf"].version
+
+    reloaded = threading.Event()
+
+    def hammer() -> list[int]:
+        """Recommend until a second after the reload returned."""
+        statuses = []
+        while not reloaded.wait(0) or time.monotonic() < reloaded.finished_at + 1:
+            statuses.append(call(served, "/recommend", {"user_id": 5, "k": 10, "variant": "champion"})[0])
+        return statuses
+
+    client.set_registered_model_alias("eaglerec-ranker", "champion", neural_cf)
+    try:
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            load = [pool.submit(hammer) for _ in range(2)]
+            time.sleep(1)
+            status, swapped = call(served, "/admin/reload", b"", {"Authorization": f"Bearer {ADMIN_TOKEN}"})
+            reloaded.finished_at = time.monotonic()
+            reloaded.set()
+            statuses = [s for future in load for s in future.result()]
+        assert status == 200 and swapped["after"]["ranker_champion"] == f"neural_cf v{neural_cf}"
+        assert len(statuses) > 20 and set(statuses) == {200}
+        _, answer = call(served, "/recommend", {"user_id": 5, "k": 3, "variant": "champion"})
+        assert answer["ranker"] == f"neural_cf v{neural_cf}"
+    finally:
+        client.set_registered_model_alias("eaglerec-ranker", "champion", registry["rankers"]["din"].version)
+        call(served, "/admin/reload", b"", {"Authorization": f"Bearer {ADMIN_TOKEN}"})
+
+
+def test_the_built_bento_serves(registry, tmp_path):
+    env = {**os.environ, "BENTOML_HOME": str(tmp_path / "bentoml")}
+    built = subprocess.run([str(Path(sys.executable).with_name("bentoml")), "build", "-f",
+                            "bentos/recommender/bentofile.yaml", "-o", "tag", "."], cwd=REPO_ROOT, env=env,
+                           capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stderr[-2000:]
+    tag = built.stdout.strip().splitlines()[-1].removeprefix("__tag__:")
+    assert tag.startswith("eaglerec_recommender:")
+    process, base = start_service(registry, tag, {"BENTOML_HOME": str(tmp_path / "bentoml")})
+    try:
+        status, answer = call(base, "/recommend", {"user_id": 3, "k": 4})
+        assert status == 200 and len(answer["items"]) == 4
+    finally:
+        stop_service(process)
