@@ -21,8 +21,8 @@ export EAGLEREC_HOME
 # uv from PATH, else a private copy installed from PyPI (the only registry these machines reach).
 UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/bin/uv)
 
-.PHONY: help install system-packages run mlflow train stop test test-fast lint bench-features bench-online \
-	bench-quality lock clean distclean
+.PHONY: help install system-packages run mlflow train serve bento stop test test-fast lint bench-features \
+	bench-online bench-quality bench-serving lock clean distclean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -48,7 +48,7 @@ system-packages: ## Install the Debian packages the platform and tests use (redi
 	@command -v redis-server >/dev/null || { echo "installing redis-server (Debian)"; apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server >/dev/null; }
 
-run: install ## Ingest the bundled sample, gate it, build the dbt marts, fill Feast, train and track in MLflow
+run: install ## Ingest the bundled sample, gate it, build the marts, fill Feast, train (MLflow), serve the recommender
 	$(ML_BIN)/eaglerec ingest
 	$(ML_BIN)/eaglerec validate
 	$(ML_BIN)/eaglerec build-features
@@ -57,9 +57,12 @@ run: install ## Ingest the bundled sample, gate it, build the dbt marts, fill Fe
 	$(ML_BIN)/eaglerec materialize
 	$(MAKE) --no-print-directory train
 	$(ML_BIN)/eaglerec materialize
+	$(MAKE) --no-print-directory serve
 	@echo "Done: ingest -> raw gate -> dbt marts -> Feast (offline + online) -> rankers and retrievers in MLflow"
-	@echo "-> champion embeddings in Feast. Comparison table: $(EAGLEREC_HOME)/reports/model_comparison.html"
-	@echo "MLflow UI: http://127.0.0.1:5000 (make stop ends it). Serving and the Airflow DAGs come with their issues."
+	@echo "-> champion embeddings in Feast -> the recommender. Comparison: $(EAGLEREC_HOME)/reports/model_comparison.html"
+	@echo "MLflow UI:       http://127.0.0.1:5000"
+	@echo "Recommender API: http://127.0.0.1:3000  (try: curl -s 127.0.0.1:3000/recommend -H 'Content-Type: application/json' -d '{\"user_id\": 1}')"
+	@echo "make stop ends both. The Airflow DAGs and the web site come with their issues."
 
 test: install ## Run every test (unit, integration on the bundled data, contracts)
 	$(ML_BIN)/python -m pytest
@@ -83,11 +86,21 @@ train: mlflow ## Train the baselines, five rankers and four retrievers on the ma
 
 bench-quality: train ## Train every model on the full bundled data and print the comparison table (same as train)
 
+serve: mlflow ## Start the recommender on 127.0.0.1:3000 (needs registered champions: make train)
+	$(ML_BIN)/eaglerec serve start
+
+bento: install ## Build the recommender bento (offline) into $BENTOML_HOME
+	$(ML_BIN)/bentoml build -f bentos/recommender/bentofile.yaml .
+
 stop: ## Stop the services started by make (by PID)
+	-$(ML_BIN)/eaglerec serve stop
 	-$(ML_BIN)/eaglerec tracking-server stop
 
 bench-online: install ## Benchmark Feast online reads, SQLite vs Redis (needs the marts: make run first)
 	$(ML_BIN)/python benchmarks/online_features.py
+
+bench-serving: mlflow ## Benchmark /recommend (800 candidates, DIN) against the naive Feast path (make run first)
+	$(ML_BIN)/python benchmarks/serving.py
 
 lock: | $(UV) ## Re-resolve the lock files from locks/*.in (needs the package registry)
 	$(UV) pip compile --quiet locks/ml.in --python-version $(PYTHON_VERSION) -o locks/ml.lock.txt

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from eaglerec.features import SPLIT_METHODS
-from eaglerec.settings import BUNDLED_DATASET_DIR, DEFAULT_DATASET, Paths, apply_offline_env
+from eaglerec.settings import BUNDLED_DATASET_DIR, DEFAULT_DATASET, REPO_ROOT, Paths, apply_offline_env
 
 
 def run_ingest(args: argparse.Namespace) -> None:
@@ -64,25 +64,61 @@ def run_materialize(args: argparse.Namespace) -> None:
 
 
 def run_tracking_server(args: argparse.Namespace) -> None:
-    import os
-    import signal
-
+    from eaglerec.processes import read_running_pid, stop_process_group
     from training.tracking import DEFAULT_TRACKING_PORT, start_tracking_server, wait_for_tracking_server
 
     pid_file = Paths.from_env().home / "mlflow" / "server.pid"
-    running = pid_file.exists() and Path(f"/proc/{pid_file.read_text().strip()}").exists()
     if args.action == "stop":
-        if running:
-            os.killpg(int(pid_file.read_text()), signal.SIGTERM)
-            print(f"stopped the MLflow server (pid {pid_file.read_text().strip()})")
-        pid_file.unlink(missing_ok=True)
+        if (pid := stop_process_group(pid_file)) is not None:
+            print(f"stopped the MLflow server (pid {pid})")
         return
     uri = f"http://127.0.0.1:{DEFAULT_TRACKING_PORT}"
-    if not running:
+    if read_running_pid(pid_file) is None:
         server = start_tracking_server(Paths.from_env())
         pid_file.write_text(str(server.pid))
         wait_for_tracking_server(uri, server)
-    print(f"MLflow UI and tracking server: {uri} (pid {pid_file.read_text().strip()})")
+    print(f"MLflow UI and tracking server: {uri} (pid {read_running_pid(pid_file)})")
+
+
+def run_serve(args: argparse.Namespace) -> None:
+    import os
+    import secrets
+    import subprocess
+
+    from eaglerec.processes import read_running_pid, stop_process_group, wait_for_http
+
+    state = Paths.from_env().home / "recommender"
+    state.mkdir(parents=True, exist_ok=True)
+    pid_file = state / "server.pid"
+    if args.action == "stop":
+        if (pid := stop_process_group(pid_file)) is not None:
+            print(f"stopped the recommender (pid {pid})")
+        return
+    # The admin API (/admin/reload) needs a token: generated once, readable by this user only.
+    token_file = state / "admin_token"
+    if not token_file.exists():
+        token_file.touch(mode=0o600)
+        token_file.write_text(secrets.token_urlsafe(24))
+    port = os.environ.get("EAGLEREC_SERVE_PORT", "3000")
+    url = f"http://127.0.0.1:{port}"
+    if read_running_pid(pid_file) is None:
+        env = {**os.environ, "EAGLEREC_ADMIN_TOKEN": os.environ.get("EAGLEREC_ADMIN_TOKEN") or token_file.read_text()}
+        bentoml = Path(sys.executable).with_name("bentoml")
+        log = (state / "server.log").open("ab")
+        server = subprocess.Popen([str(bentoml), "serve", "bentos.recommender.service:Recommender", "--host",
+                                   "127.0.0.1", "--port", port], cwd=REPO_ROOT, env=env, stdout=log,
+                                  stderr=subprocess.STDOUT, start_new_session=True)
+        pid_file.write_text(str(server.pid))
+        try:
+            wait_for_http(f"{url}/readyz", server, timeout=300, name="the recommender")
+        except RuntimeError as exc:
+            stop_process_group(pid_file)
+            raise ServiceStartError(f"{exc}; its log: {state / 'server.log'}") from None
+    print(f"recommender: {url} (pid {read_running_pid(pid_file)}); admin token in {token_file}")
+
+
+class ServiceStartError(Exception):
+    """A background service did not come up; the message points at its log."""
 
 
 def run_train(args: argparse.Namespace) -> None:
@@ -162,7 +198,7 @@ def expected_errors() -> tuple[type[Exception], ...]:
     from training.registry import PromotionError
 
     return (IngestError, RawGateError, FeatureBuildError, FeatureStoreError, TrainingSetGateError, PromotionError,
-            ExportError)
+            ExportError, ServiceStartError)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -203,6 +239,10 @@ def build_parser() -> argparse.ArgumentParser:
     tracking = commands.add_parser("tracking-server", help="start or stop the local MLflow server (127.0.0.1:5000)")
     tracking.add_argument("action", choices=("start", "stop"))
     tracking.set_defaults(run=run_tracking_server)
+
+    serve = commands.add_parser("serve", help="start or stop the recommender (bentoml serve, 127.0.0.1:3000)")
+    serve.add_argument("action", choices=("start", "stop"))
+    serve.set_defaults(run=run_serve)
 
     train = commands.add_parser("train", help="train a ranker or baseline, log it to MLflow, run the champion gate")
     which = train.add_mutually_exclusive_group(required=True)

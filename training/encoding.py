@@ -18,7 +18,7 @@ class FeatureEncoder:
     vocabularies: dict[str, list] = field(default_factory=dict)
     means: dict[str, float] = field(default_factory=dict)
     stddevs: dict[str, float] = field(default_factory=dict)
-    _lookups: dict[str, pd.Index] = field(default_factory=dict, repr=False, compare=False)
+    _lookups: dict[str, object] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def fit(cls, train: pd.DataFrame, catalogue_movie_ids: list[int], genres: list[str]) -> FeatureEncoder:
@@ -55,6 +55,32 @@ class FeatureEncoder:
                 # get_indexer gives -1 for unknown and missing values: +1 makes them index 0.
                 inputs[feature.name] = (self.lookup(feature.kind).get_indexer(column) + 1).astype(np.int32)
         return inputs
+
+    def encode_row(self, row: dict, features=FEATURES) -> dict[str, np.ndarray]:
+        """`encode` for one row given as a dict (absent = missing), without pandas: serving's per-request path. A
+        unit test checks it equals `encode`."""
+        inputs = {}
+        for feature in features:
+            value = row.get(feature.name)
+            missing = value is None or (isinstance(value, float) and np.isnan(value))
+            if feature.kind == "numeric":
+                if missing:
+                    scaled = 0.0
+                else:
+                    value = float(np.log1p(value)) if feature.name in LOG_SCALED else float(value)
+                    scaled = (value - self.means[feature.name]) / self.stddevs[feature.name]
+                inputs[feature.name] = np.array([scaled], dtype=np.float32)
+            else:
+                index = 0 if missing else self.index_of(feature.kind).get(value, 0)
+                inputs[feature.name] = np.array([index], dtype=np.int32)
+        return inputs
+
+    def index_of(self, kind: str) -> dict:
+        """value -> vocabulary index (1-based) of a kind, built once."""
+        key = f"dict:{kind}"
+        if key not in self._lookups:
+            self._lookups[key] = {value: index for index, value in enumerate(self.vocabularies[kind], start=1)}
+        return self._lookups[key]
 
     def lookup(self, kind: str) -> pd.Index:
         """The vocabulary as a pandas Index (built once: serving encodes one user row per request)."""

@@ -6,10 +6,9 @@ import hashlib
 import os
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
+from eaglerec.processes import wait_for_http
 from eaglerec.settings import REPO_ROOT, Paths
 
 DEFAULT_TRACKING_PORT = 5000
@@ -36,17 +35,7 @@ def start_tracking_server(paths: Paths, port: int = DEFAULT_TRACKING_PORT, host:
 
 def wait_for_tracking_server(uri: str, process: subprocess.Popen | None = None, timeout: float = 120) -> None:
     """Block until the server answers /health; raise RuntimeError if it exits or the time runs out."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            raise RuntimeError(f"mlflow server exited with code {process.returncode} before it was ready")
-        try:
-            with urllib.request.urlopen(f"{uri}/health", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    raise RuntimeError(f"mlflow server at {uri} not ready after {timeout:.0f} s")
+    wait_for_http(f"{uri}/health", process, timeout, "mlflow server")
 
 
 def hash_data_version(marts_dir: Path) -> str:

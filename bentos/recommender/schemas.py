@@ -17,6 +17,8 @@ class RecommendRequest(Strict):
     user_id: int = Id
     k: int = Field(10, ge=1, le=100)
     variant: str | None = Field(None, description="force an A/B variant (champion or challenger)")
+    ranker: str | None = Field(None, max_length=32,
+                               description="rank with the latest version of this ranker kind (e.g. din) instead")
     explain: bool = True
 
 
@@ -47,6 +49,7 @@ class Recommendations(BaseModel):
     variant: str
     cold_start: bool
     ranker: str | None
+    candidates: int = Field(description="movies ranked (after retrieval and dropping rated ones)")
     items: list[RecommendedMovie]
 
 

@@ -91,7 +91,8 @@ class Recommender:
 
     @app.post("/recommend", response_model=Recommendations)
     def recommend(self, request: RecommendRequest):
-        result = answer(self.engine.recommend, request.user_id, request.k, request.variant, request.explain)
+        result = answer(self.engine.recommend, request.user_id, request.k, request.variant, request.explain,
+                        request.ranker)
         if isinstance(result, dict):
             recommend_requests.labels(variant=result["variant"], cold_start=str(result["cold_start"]).lower()).inc()
         return result
@@ -166,10 +167,7 @@ class Recommender:
         kinds = {"emb": "emb", "neuralcf": "neural_cf", "nerualcf": "neural_cf"}  # sic: SparrowRecSys's spelling
         if model is not None and model not in kinds:
             return error_response(400, f"model={model!r}: expected emb, neuralcf or none (the champion)")
-        kind = kinds.get(model)
-        if kind == "neural_cf" and kind not in self.engine.snapshot.models.extra_rankers:
-            return error_response(400, "model=neuralcf: no NeuralCF ranker is registered")
-        return self.sparrow_movies(answer(self.engine.recommend, id, size, None, False, kind))
+        return self.sparrow_movies(answer(self.engine.recommend, id, size, None, False, kinds.get(model)))
 
     def sparrow_movies(self, result):
         from bentos.recommender.serving import sparrow_movie

@@ -11,7 +11,6 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 
 from bentos.recommender.catalogue import (
     POSITIVE_RATING,
@@ -29,7 +28,7 @@ from training.feature_spec import USER_FEATURES
 
 USER_STATE_SERVICE = "user_state_v1"
 # Candidates per retriever; all of them together are capped at CANDIDATE_LIMIT before ranking.
-USER_NEIGHBOURS, ITEM_NEIGHBOURS, GENRE_POPULAR, FRESH = 400, 60, 100, 100
+USER_NEIGHBOURS, ITEM_NEIGHBOURS, GENRE_POPULAR, FRESH = 500, 80, 150, 100
 LIKED_SEEDS = 5
 FRESH_YEARS = 3
 CANDIDATE_LIMIT = 800
@@ -139,6 +138,8 @@ class RecommendationEngine:
         rankers = snapshot.models.rankers
         if variant is not None and variant not in rankers:
             raise InvalidRequestError(f"variant {variant!r}: expected one of {sorted(rankers)}")
+        if model is not None and model != "emb" and model not in snapshot.models.extra_rankers:
+            raise InvalidRequestError(f"ranker {model!r}: expected one of {sorted(snapshot.models.extra_rankers)}")
         variant = variant or assign_variant(user_id, self.config.experiment, self.config.challenger_share)
         variant = variant if variant in rankers else CHAMPION
         state = self.read_user_state(user_id)
@@ -147,19 +148,18 @@ class RecommendationEngine:
         known = state.get("user_rating_count") is not None or bool(recent) or user_id in catalogue.ratings_by_user
         if not known:
             items = self.cold_start(snapshot, k)
-            return {"user_id": user_id, "variant": variant, "cold_start": True, "ranker": None, "items": items}
+            return {"user_id": user_id, "variant": variant, "cold_start": True, "ranker": None, "candidates": 0,
+                    "items": items}
 
         rated = catalogue.rated_positions(user_id, recent)
         if model == "emb":
             positions, scores, sources = self.retrieve_by_embedding(snapshot, user_id, state, rated)
             ranker_label = snapshot.models.retriever.label
         else:
-            candidates = self.retrieve(snapshot, user_id, state)
-            keep = ~np.isin(candidates.positions, rated)
-            positions, sources = candidates.positions[keep], [s for s, kept in zip(candidates.sources, keep) if kept]
-            ranker = (snapshot.models.extra_rankers.get(model) if model else None) or rankers[variant]
-            user_inputs = ranker.encoder.encode(pd.DataFrame([{f.name: state.get(f.name) for f in USER_FEATURES}
-                                                              | {"user_id": user_id}]), USER_FEATURES)
+            candidates = self.retrieve(snapshot, user_id, state, rated)
+            positions, sources = candidates.positions, candidates.sources
+            ranker = snapshot.models.extra_rankers[model] if model else rankers[variant]
+            user_inputs = ranker.encoder.encode_row({**state, "user_id": user_id}, USER_FEATURES)
             ranker_label, scores = ranker.label, ranker.score(user_inputs, positions)
         chosen = diversify(catalogue, positions, scores, k, self.config.max_per_genre)
         items = []
@@ -169,7 +169,8 @@ class RecommendationEngine:
             if explain:
                 item["reason"] = sources[index][1]
             items.append(item)
-        return {"user_id": user_id, "variant": variant, "cold_start": False, "ranker": ranker_label, "items": items}
+        return {"user_id": user_id, "variant": variant, "cold_start": False, "ranker": ranker_label,
+                "candidates": len(positions), "items": items}
 
     def retrieve_by_embedding(self, snapshot: Snapshot, user_id: int, state: dict, rated: np.ndarray):
         """SparrowRecSys's `model=emb`: every unrated movie by similarity to the user's vector (or, for a user new to
@@ -191,11 +192,11 @@ class RecommendationEngine:
         return [movie for movie, rating in zip(state.get("recent_movie_ids") or [], state.get("recent_ratings") or [],
                                                strict=False) if rating >= POSITIVE_RATING][:LIKED_SEEDS]
 
-    def retrieve(self, snapshot: Snapshot, user_id: int, state: dict) -> Candidates:
+    def retrieve(self, snapshot: Snapshot, user_id: int, state: dict, rated: np.ndarray) -> Candidates:
         """Merge candidates from the user's vector, the vectors of recently liked movies, their genres' popular
-        movies and the newest releases; the first retriever to propose a movie explains it."""
+        movies and the newest releases, rated movies left out; the first retriever to propose a movie explains it."""
         catalogue, retriever = snapshot.catalogue, snapshot.models.retriever
-        merged = Candidates()
+        merged = Candidates(rated)
         user_vector = retriever.user_vectors.get(user_id)
         if user_vector is not None:
             scores = retriever.movie_vectors @ user_vector + retriever.prior
@@ -329,13 +330,14 @@ class RecommendationEngine:
 class Candidates:
     """Candidate positions in the order proposed, each with (retriever, reason) from its first proposer."""
 
-    def __init__(self):
+    def __init__(self, excluded=()):
         self._seen: dict[int, tuple[str, str]] = {}
+        self._excluded = {int(position) for position in excluded}
 
     def add(self, positions, scores, retriever: str, reason) -> None:
         for position in positions:
             position = int(position)
-            if position not in self._seen and np.isfinite(scores[position]):
+            if position not in self._seen and position not in self._excluded and np.isfinite(scores[position]):
                 self._seen[position] = (retriever, reason(position))
 
     def limit(self, count: int) -> Candidates:

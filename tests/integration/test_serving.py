@@ -273,6 +273,8 @@ def served(registry):
 def test_every_endpoint_answers_over_http(served):
     checks = [
         ("/recommend", {"user_id": 1, "k": 5}, lambda r: len(r["items"]) == 5 and r["variant"]),
+        ("/recommend", {"user_id": 1, "k": 5, "ranker": "din"},
+         lambda r: r["ranker"].startswith("din v") and 5 < r["candidates"] <= 800),
         ("/similar", {"movie_id": 1, "k": 4}, lambda r: len(r["items"]) == 4),
         ("/movies/1", None, lambda r: r["title"] == "Toy Story (1995)" and r["imdb_id"] == "0114709"),
         ("/users/1", None, lambda r: r["rating_count"] >= 232 and r["favourite_genres"]),
@@ -299,6 +301,7 @@ def test_every_endpoint_answers_over_http(served):
     ("/recommend", {"user_id": 1, "k": 101}, 422, "k"),
     ("/recommend", {"user_id": "one"}, 422, "user_id"),
     ("/recommend", {"user_id": 1, "variant": "nope"}, 400, "variant 'nope'"),
+    ("/recommend", {"user_id": 1, "ranker": "gbdt"}, 400, "ranker 'gbdt'"),
     ("/recommend", {"user_id": 1, "surprise": 1}, 422, "surprise"),
     ("/recommend", b"{not json", 422, "invalid request"),
     ("/similar", {"movie_id": 10**7}, 404, "movie_id 10000000"),

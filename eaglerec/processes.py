@@ -1,0 +1,45 @@
+"""Background services the Makefile starts (MLflow, the recommender): started in their own process group, recorded
+in a PID file, waited for over HTTP, stopped by PID."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+
+def read_running_pid(pid_file: Path) -> int | None:
+    """The PID in pid_file if that process is alive, else None."""
+    try:
+        pid = int(pid_file.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+    return pid if Path(f"/proc/{pid}").exists() else None
+
+
+def stop_process_group(pid_file: Path) -> int | None:
+    """SIGTERM the process group recorded in pid_file (if alive); remove the file; return the PID stopped."""
+    pid = read_running_pid(pid_file)
+    if pid is not None:
+        os.killpg(pid, signal.SIGTERM)
+    pid_file.unlink(missing_ok=True)
+    return pid
+
+
+def wait_for_http(url: str, process: subprocess.Popen | None = None, timeout: float = 120,
+                  name: str = "server") -> None:
+    """Block until url answers 200; raise RuntimeError if the process exits or the time runs out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"{name} exited with code {process.returncode} before it was ready")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise RuntimeError(f"{name} at {url} not ready after {timeout:.0f} s")
