@@ -94,13 +94,16 @@ def run_serve(args: argparse.Namespace) -> None:
         if (pid := stop_process_group(pid_file)) is not None:
             print(f"stopped the recommender (pid {pid})")
         return
+    port = os.environ.get("EAGLEREC_SERVE_PORT", "3000")
+    url = f"http://127.0.0.1:{port}"
+    if args.action == "reload":
+        reload_recommender(url, pid_file, state / "admin_token")
+        return
     # The admin API (/admin/reload) needs a token: generated once, readable by this user only.
     token_file = state / "admin_token"
     if not token_file.exists():
         token_file.touch(mode=0o600)
         token_file.write_text(secrets.token_urlsafe(24))
-    port = os.environ.get("EAGLEREC_SERVE_PORT", "3000")
-    url = f"http://127.0.0.1:{port}"
     if read_running_pid(pid_file) is None:
         env = {**os.environ, "EAGLEREC_ADMIN_TOKEN": os.environ.get("EAGLEREC_ADMIN_TOKEN") or token_file.read_text()}
         bentoml = Path(sys.executable).with_name("bentoml")
@@ -115,6 +118,23 @@ def run_serve(args: argparse.Namespace) -> None:
             stop_process_group(pid_file)
             raise ServiceStartError(f"{exc}; its log: {state / 'server.log'}") from None
     print(f"recommender: {url} (pid {read_running_pid(pid_file)}); admin token in {token_file}")
+
+
+def reload_recommender(url: str, pid_file: Path, token_file: Path) -> None:
+    """POST /admin/reload to the recommender `make serve` started; nothing to do if it is not running."""
+    import json
+    import urllib.request
+
+    from eaglerec.processes import read_running_pid
+
+    if read_running_pid(pid_file) is None:
+        print("the recommender is not running (make serve starts it): nothing to reload")
+        return
+    request = urllib.request.Request(f"{url}/admin/reload", b"", method="POST",
+                                     headers={"Authorization": f"Bearer {token_file.read_text().strip()}"})
+    with urllib.request.urlopen(request, timeout=600) as response:
+        swapped = json.loads(response.read())
+    print(f"recommender reloaded: {swapped['before']} -> {swapped['after']}")
 
 
 class ServiceStartError(Exception):
@@ -132,7 +152,8 @@ def run_train(args: argparse.Namespace) -> None:
     mlflow.set_tracking_uri(tracking_uri())
     params = RankerParams(**({"epochs": args.epochs} if args.epochs else {}))
     for model in (*BASELINES, *DEEP_RANKERS) if args.all else (args.model,):
-        outcome = train_ranker(model, params=params, user_fraction=args.user_fraction, verbose=1)
+        outcome = train_ranker(model, params=params, user_fraction=args.user_fraction, verbose=1,
+                               gate=not args.no_gate)
         scores = ", ".join(f"{name} {value:.4f}" for name, value in outcome.metrics.items() if name.startswith("test"))
         print(f"{model}: {scores}; {outcome.train_seconds:.1f} s, {outcome.examples_per_second:,.0f} examples/s"
               + (f"; {outcome.decision}" if outcome.decision else ""))
@@ -149,11 +170,19 @@ def run_train_retriever(args: argparse.Namespace) -> None:
     epochs = {"epochs": args.epochs} if args.epochs else {}
     for model in RETRIEVERS if args.all else (args.model,):
         params = TwoTowerParams(**epochs) if model == "two_tower" else EmbeddingParams(**epochs)
-        outcome = train_retriever(model, params=params, verbose=1)
+        outcome = train_retriever(model, params=params, verbose=1, gate=not args.no_gate)
         scores = ", ".join(f"{name} {outcome.metrics[name]:.4f}" for name in
                            ("test_recall_at_10", "test_ndcg_at_10", "test_recall_at_100", "test_coverage_at_100"))
         print(f"{model}: {scores}; {outcome.train_seconds:.1f} s"
               + (f"; {outcome.decision}" if outcome.decision else ""))
+
+
+def run_validate_training_set(args: argparse.Namespace) -> None:
+    from training.data import load_ranking_data
+
+    data = load_ranking_data(Paths.from_env())
+    print(f"training-set gate passed: rating_examples train {len(data.train):,}, validation {len(data.validation):,}, "
+          f"test {len(data.test):,} rows")
 
 
 def run_evaluate(args: argparse.Namespace) -> None:
@@ -172,10 +201,17 @@ def run_evaluate(args: argparse.Namespace) -> None:
 def run_promote(args: argparse.Namespace) -> None:
     import mlflow
 
-    from training.promotion import promote
+    from training.promotion import promote, promote_pending
     from training.tracking import tracking_uri
 
     mlflow.set_tracking_uri(tracking_uri())
+    if args.pending:
+        decisions = promote_pending(args.kind)
+        for decision in decisions:
+            print(decision.describe())
+        if not decisions:
+            print(f"no {args.kind} version is waiting for the gate")
+        return
     print(promote(args.kind, args.version).describe())
 
 
@@ -240,8 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
     tracking.add_argument("action", choices=("start", "stop"))
     tracking.set_defaults(run=run_tracking_server)
 
-    serve = commands.add_parser("serve", help="start or stop the recommender (bentoml serve, 127.0.0.1:3000)")
-    serve.add_argument("action", choices=("start", "stop"))
+    serve = commands.add_parser("serve", help="start, stop or reload the recommender (bentoml serve, 127.0.0.1:3000)")
+    serve.add_argument("action", choices=("start", "stop", "reload"))
     serve.set_defaults(run=run_serve)
 
     train = commands.add_parser("train", help="train a ranker or baseline, log it to MLflow, run the champion gate")
@@ -251,6 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--all", action="store_true", help="both baselines and the five deep rankers")
     train.add_argument("--epochs", type=int, help="epochs of the deep rankers (default: RankerParams)")
     train.add_argument("--user-fraction", type=float, default=1.0, help="train on a seeded sample of users")
+    train.add_argument("--no-gate", action="store_true",
+                       help="register without the champion gate (gate later with `promote ranker --pending`)")
     train.set_defaults(run=run_train)
 
     retriever = commands.add_parser("train-retriever",
@@ -260,7 +298,13 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--model", choices=("popularity", "cooccurrence", "item2vec", "deepwalk", "two_tower"))
     which.add_argument("--all", action="store_true", help="both baselines and the three embedding retrievers")
     retriever.add_argument("--epochs", type=int, help="epochs (default: EmbeddingParams, TwoTowerParams)")
+    retriever.add_argument("--no-gate", action="store_true",
+                           help="register without the champion gate (gate later with `promote retriever --pending`)")
     retriever.set_defaults(run=run_train_retriever)
+
+    training_gate = commands.add_parser("validate-training-set",
+                                        help="run the training-set gate (Great Expectations) on rating_examples")
+    training_gate.set_defaults(run=run_validate_training_set)
 
     evaluate = commands.add_parser("evaluate", help="compare the latest run of every model on the current marts: "
                                                     "markdown/HTML table in $EAGLEREC_HOME/reports/ and MLflow")
@@ -268,7 +312,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     promote = commands.add_parser("promote", help="run the champion gate for a registered ranker or retriever version")
     promote.add_argument("kind", choices=("ranker", "retriever"))
-    promote.add_argument("--version", help="registered version (default: the latest)")
+    which = promote.add_mutually_exclusive_group()
+    which.add_argument("--version", help="registered version (default: the latest)")
+    which.add_argument("--pending", action="store_true", help="every version not gated yet, oldest first")
     promote.set_defaults(run=run_promote)
 
     export = commands.add_parser("export-sparrowrecsys",

@@ -62,11 +62,19 @@ def apply_feature_repo(paths: Paths | None = None, online_store: str | None = No
     # The repo's modules import each other by file name, as under the `feast` command.
     if str(FEATURE_REPO_DIR) not in sys.path:
         sys.path.insert(0, str(FEATURE_REPO_DIR))
+    forget_repo_modules()
     try:
         # Embedding tables appear only once training has run: sources are not read at apply time.
         apply_total(config, FEATURE_REPO_DIR, skip_source_validation=True)
     finally:
         os.chdir(cwd)
+
+
+def forget_repo_modules() -> None:
+    """Drop the feature repo's modules from the import cache: data_sources.py reads $EAGLEREC_HOME when imported, and
+    Feast imports the repo with importlib (cached), so another home in the same process would keep the old paths."""
+    for path in FEATURE_REPO_DIR.glob("*.py"):
+        sys.modules.pop(path.stem, None)
 
 
 def materialize_online(store, end: datetime | None = None) -> dict[str, str]:

@@ -64,7 +64,8 @@ def build_features(dataset: str, paths: Paths | None = None, split_method: str =
     env = {**os.environ, "EAGLEREC_HOME": str(paths.home), "DBT_TARGET_PATH": str(paths.home / "dbt" / "target"),
            "DBT_LOG_PATH": str(paths.home / "dbt" / "logs")}
     completed = subprocess.run(args, env=env, cwd=DBT_PROJECT_DIR)
-    if completed.returncode == 0 and not select:
+    # The data version record describes the marts: written whenever the marts layer was rebuilt.
+    if completed.returncode == 0 and (not select or "marts" in select.split()):
         record_build(paths, dataset, dbt_vars)
     if completed.returncode != 0:
         raise FeatureBuildError(f"dbt build failed for dataset {dataset!r} (exit {completed.returncode}); "

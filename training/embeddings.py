@@ -257,9 +257,11 @@ class RetrieverRun:
     decision: str | None = None
 
 
-def train_retriever(model_name: str, paths: Paths | None = None, params=None, verbose: int = 0) -> RetrieverRun:
+def train_retriever(model_name: str, paths: Paths | None = None, params=None, verbose: int = 0,
+                    gate: bool = True) -> RetrieverRun:
     """Train one retriever on the training positives, evaluate Recall/NDCG/hit rate/coverage on validation and test,
-    log it to MLflow; register the embedding retrievers and run the champion gate on test Recall@10."""
+    log it to MLflow; register the embedding retrievers and (unless gate is False) run the champion gate on test
+    Recall@10."""
     import mlflow
 
     from training.two_tower import TwoTowerParams, train_two_tower_vectors
@@ -309,7 +311,7 @@ def train_retriever(model_name: str, paths: Paths | None = None, params=None, ve
             log_embedding_map(split.movie_ids, movie_vectors, paths)
             written = write_embeddings(paths, model_name, split.movie_ids, movie_vectors,
                                        popularity_prior(popularity), served_vectors)
-            version, decision = register_retriever(written, params.popularity_weight, paths)
+            version, decision = register_retriever(written, params.popularity_weight, paths, gate)
     return RetrieverRun(model_name, run.info.run_id, metrics, train_seconds, version, decision)
 
 
@@ -367,7 +369,8 @@ def score_registered_retriever(version, paths: Paths) -> float:
     return score_retriever(recommended, split.relevant["test"], len(index), (10,))[GATE_METRIC]
 
 
-def register_retriever(tables: dict[str, str], popularity_weight: float, paths: Paths) -> tuple[str, str]:
+def register_retriever(tables: dict[str, str], popularity_weight: float, paths: Paths,
+                       gate: bool = True) -> tuple[str, str | None]:
     """Log the embedding tables as the retriever model, register it, run the champion gate on test Recall@10 and,
     if it becomes champion, publish its tables to Feast's sources."""
     import mlflow
@@ -386,6 +389,8 @@ def register_retriever(tables: dict[str, str], popularity_weight: float, paths: 
                                    pip_requirements=RETRIEVER_REQUIREMENTS,
                                    registered_model_name=RETRIEVER_MODEL_NAME)
     version = str(info.registered_model_version)
+    if not gate:
+        return version, None
     decision = promote_if_better(mlflow.MlflowClient(), RETRIEVER_MODEL_NAME, version, GATE_METRIC,
                                  score_champion=lambda champion: score_registered_retriever(champion, paths))
     if decision.promoted:

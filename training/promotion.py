@@ -20,6 +20,17 @@ def find_latest_version(client, model_name: str) -> str:
     return str(max(int(version.version) for version in versions))
 
 
+def promote_pending(kind: str, paths: Paths | None = None) -> list[PromotionDecision]:
+    """Gate, oldest first, every version not gated yet (no `promotion_decision` tag): what parallel training tasks
+    registered. Re-running it gates nothing twice."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    pending = sorted(int(v.version) for v in client.search_model_versions(f"name = '{REGISTERED_MODELS[kind]}'")
+                      if "promotion_decision" not in v.tags)
+    return [promote(kind, str(version), paths) for version in pending]
+
+
 def promote(kind: str, version: str | None = None, paths: Paths | None = None) -> PromotionDecision:
     """Gate `version` of the ranker (test AUC) or the retriever (test Recall@10) against the champion; a promoted
     retriever's embedding tables are published for Feast."""

@@ -73,8 +73,10 @@ def log_curves(labels: np.ndarray, scores: np.ndarray, history: dict | None) -> 
 
 
 def train_ranker(model_name: str, paths: Paths | None = None, params=None, user_fraction: float = 1.0,
-                 verbose: int = 0) -> RankerRun:
-    """Train one ranker or baseline on the train split, score validation and test, log it all to MLflow."""
+                 verbose: int = 0, gate: bool = True) -> RankerRun:
+    """Train one ranker or baseline on the train split, score validation and test, log it all to MLflow; register a
+    deep ranker and, unless gate is False (rankers trained in parallel are gated later, one at a time), run the
+    champion gate."""
     import keras
     import mlflow
 
@@ -138,7 +140,7 @@ def train_ranker(model_name: str, paths: Paths | None = None, params=None, user_
         mlflow.log_dict(encoder.to_dict(), "feature_encoder.json")
         version = decision = None
         if model_name in DEEP_RANKERS:
-            version, decision = register_ranker(model, inputs["test"], data.test)
+            version, decision = register_ranker(model, inputs["test"], data.test, gate)
     return RankerRun(model_name, run.info.run_id, metrics, train_seconds, examples_per_second, version, decision)
 
 
@@ -151,7 +153,7 @@ def score_registered_ranker(version, test) -> float:
     return score_ranker(test[LABEL].to_numpy(), predict_in_batches(model, encoder.encode(test)))["auc"]
 
 
-def register_ranker(model, test_inputs: dict[str, np.ndarray], test) -> tuple[str, str]:
+def register_ranker(model, test_inputs: dict[str, np.ndarray], test, gate: bool = True) -> tuple[str, str | None]:
     """Log the Keras model with signature and input example, register it, and run the champion gate on AUC
     (a champion tested on other data is re-scored on this run's test set first)."""
     import mlflow
@@ -162,6 +164,8 @@ def register_ranker(model, test_inputs: dict[str, np.ndarray], test) -> tuple[st
     info = mlflow.tensorflow.log_model(model, name="model", signature=signature, input_example=example,
                                        pip_requirements=MODEL_REQUIREMENTS, registered_model_name=RANKER_MODEL_NAME)
     version = str(info.registered_model_version)
+    if not gate:
+        return version, None
     decision = promote_if_better(mlflow.MlflowClient(), RANKER_MODEL_NAME, version, "auc",
                                  score_champion=lambda champion: score_registered_ranker(champion, test))
     return version, decision.describe()

@@ -25,7 +25,7 @@ def test_feast_serves_every_input_the_service_reads_online(tmp_path, monkeypatch
 
     from feast.repo_operations import parse_repo
 
-    from eaglerec.feature_store import FEATURE_REPO_DIR, export_feast_environment
+    from eaglerec.feature_store import FEATURE_REPO_DIR, export_feast_environment, forget_repo_modules
     from eaglerec.settings import Paths
     from training.feature_spec import MOVIE_FEATURES, USER_FEATURES
 
@@ -38,6 +38,7 @@ def test_feast_serves_every_input_the_service_reads_online(tmp_path, monkeypatch
         repo = parse_repo(FEATURE_REPO_DIR)
     finally:
         sys.path.remove(str(FEATURE_REPO_DIR))
+        forget_repo_modules()  # imported with this test's home
     service = next(s for s in repo.feature_services if s.name == "user_state_v1")
     served = {f.name for projection in service.feature_view_projections for f in projection.features}
     assert {f.name for f in USER_FEATURES if f.kind != "user"} <= served
