@@ -21,7 +21,7 @@ export EAGLEREC_HOME
 # uv from PATH, else a private copy installed from PyPI (the only registry these machines reach).
 UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/bin/uv)
 
-.PHONY: help install system-packages run mlflow train serve bento stop test test-fast lint bench-features \
+.PHONY: help install envs system-packages run run-direct airflow mlflow train serve bento stop test test-fast lint bench-features \
 	bench-online bench-quality bench-serving lock clean distclean
 
 help: ## List the targets
@@ -42,13 +42,30 @@ $(AIRFLOW_ENV)/.synced: locks/airflow.lock.txt | $(UV)
 	$(UV) pip sync --quiet --python $(AIRFLOW_ENV)/bin/python locks/airflow.lock.txt
 	touch $@
 
-install: $(ML_ENV)/.synced $(AIRFLOW_ENV)/.synced system-packages ## Create both locked environments (ML and Airflow) with uv
+install: envs system-packages ## Create both locked environments (ML and Airflow) with uv, and the Debian packages
 
-system-packages: ## Install the Debian packages the platform and tests use (redis-server) when missing
-	@command -v redis-server >/dev/null || { echo "installing redis-server (Debian)"; apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server >/dev/null; }
+envs: $(ML_ENV)/.synced $(AIRFLOW_ENV)/.synced ## Only the two Python environments (the Dockerfile uses this)
 
-run: install ## Ingest the bundled sample, gate it, build the marts, fill Feast, train (MLflow), serve the recommender
+system-packages: ## Install the Debian packages the platform and tests use (redis-server, chromium) when missing
+	@missing="$$(command -v redis-server >/dev/null || echo redis-server) $$(command -v chromium >/dev/null || echo chromium)"; \
+	if [ -n "$$(echo $$missing)" ]; then echo "installing (Debian):$$missing"; apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; fi
+
+run: install ## Start MLflow and Airflow, run eaglerec_pipeline on the bundled sample through Airflow, serve the champion
+	$(MAKE) --no-print-directory mlflow
+	$(ML_BIN)/eaglerec airflow start
+	$(ML_BIN)/eaglerec airflow run $(if $(EPOCHS),--epochs $(EPOCHS))
+	$(MAKE) --no-print-directory serve
+	@echo
+	@echo "EagleRec is up (make stop ends it all):"
+	@echo "  Airflow UI       http://127.0.0.1:$${EAGLEREC_AIRFLOW_PORT:-8080}  user eaglerec, generated password in"
+	@echo "                   $(EAGLEREC_HOME)/airflow/simple_auth_manager_passwords.json.generated"
+	@echo "  MLflow UI        http://127.0.0.1:5000  (experiments eaglerec-rankers, eaglerec-retrievers, eaglerec-comparisons)"
+	@echo "  Movie web site   http://127.0.0.1:$${EAGLEREC_SERVE_PORT:-3000}/"
+	@echo "  Recommender API  http://127.0.0.1:$${EAGLEREC_SERVE_PORT:-3000}  e.g. curl -s 127.0.0.1:3000/recommend -H 'Content-Type: application/json' -d '{\"user_id\": 1}'"
+	@echo "  Model comparison $(EAGLEREC_HOME)/reports/model_comparison.html"
+
+run-direct: install ## The same pipeline without Airflow: each stage's CLI in order (for debugging a stage)
 	$(ML_BIN)/eaglerec ingest
 	$(ML_BIN)/eaglerec validate
 	$(ML_BIN)/eaglerec build-features
@@ -58,11 +75,6 @@ run: install ## Ingest the bundled sample, gate it, build the marts, fill Feast,
 	$(MAKE) --no-print-directory train
 	$(ML_BIN)/eaglerec materialize
 	$(MAKE) --no-print-directory serve
-	@echo "Done: ingest -> raw gate -> dbt marts -> Feast (offline + online) -> rankers and retrievers in MLflow"
-	@echo "-> champion embeddings in Feast -> the recommender. Comparison: $(EAGLEREC_HOME)/reports/model_comparison.html"
-	@echo "MLflow UI:       http://127.0.0.1:5000"
-	@echo "Recommender API: http://127.0.0.1:3000  (try: curl -s 127.0.0.1:3000/recommend -H 'Content-Type: application/json' -d '{\"user_id\": 1}')"
-	@echo "make stop ends both. The Airflow DAGs and the web site come with their issues."
 
 test: install ## Run every test (unit, integration on the bundled data, contracts)
 	$(ML_BIN)/python -m pytest
@@ -92,8 +104,12 @@ serve: mlflow ## Start the recommender on 127.0.0.1:3000 (needs registered champ
 bento: install ## Build the recommender bento (offline) into $BENTOML_HOME
 	$(ML_BIN)/bentoml build -f bentos/recommender/bentofile.yaml .
 
+airflow: install ## Start the Airflow services (api-server, scheduler, dag-processor, triggerer) on 127.0.0.1
+	$(ML_BIN)/eaglerec airflow start
+
 stop: ## Stop the services started by make (by PID)
 	-$(ML_BIN)/eaglerec serve stop
+	-$(ML_BIN)/eaglerec airflow stop
 	-$(ML_BIN)/eaglerec tracking-server stop
 
 bench-online: install ## Benchmark Feast online reads, SQLite vs Redis (needs the marts: make run first)

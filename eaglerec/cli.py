@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -81,7 +82,6 @@ def run_tracking_server(args: argparse.Namespace) -> None:
 
 
 def run_serve(args: argparse.Namespace) -> None:
-    import os
     import secrets
     import subprocess
 
@@ -177,6 +177,39 @@ def run_train_retriever(args: argparse.Namespace) -> None:
               + (f"; {outcome.decision}" if outcome.decision else ""))
 
 
+def run_airflow(args: argparse.Namespace) -> None:
+    from eaglerec.orchestration import (
+        DEFAULT_AIRFLOW_PORT,
+        USERNAME,
+        airflow_home,
+        read_password,
+        run_pipeline,
+        start_airflow,
+        stop_airflow,
+    )
+
+    paths = Paths.from_env()
+    port = int(os.environ.get("EAGLEREC_AIRFLOW_PORT", DEFAULT_AIRFLOW_PORT))
+    if args.action == "stop":
+        for service in stop_airflow(paths):
+            print(f"stopped airflow {service}")
+        return
+    if args.action == "start":
+        url = start_airflow(paths, port)
+        password_file = airflow_home(paths) / "simple_auth_manager_passwords.json.generated"
+        read_password(paths)
+        print(f"Airflow UI: {url} (user {USERNAME}; its generated password is in {password_file})")
+        return
+    conf = {"source": args.source, "dataset": args.dataset or Path(args.source.rstrip("/")).name.removesuffix(".zip")}
+    if args.rankers is not None:
+        conf["rankers"] = args.rankers.split(",") if args.rankers else []
+    if args.retrievers is not None:
+        conf["retrievers"] = args.retrievers.split(",") if args.retrievers else []
+    if args.epochs:
+        conf["epochs"] = args.epochs
+    run_pipeline(paths, conf, port)
+
+
 def run_validate_training_set(args: argparse.Namespace) -> None:
     from training.data import load_ranking_data
 
@@ -229,12 +262,13 @@ def expected_errors() -> tuple[type[Exception], ...]:
     from eaglerec.feature_store import FeatureStoreError
     from eaglerec.features import FeatureBuildError
     from eaglerec.ingest import IngestError
+    from eaglerec.orchestration import AirflowError
     from expectations.gate import RawGateError
     from expectations.training_gate import TrainingSetGateError
     from training.registry import PromotionError
 
     return (IngestError, RawGateError, FeatureBuildError, FeatureStoreError, TrainingSetGateError, PromotionError,
-            ExportError, ServiceStartError)
+            ExportError, ServiceStartError, AirflowError)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -301,6 +335,16 @@ def build_parser() -> argparse.ArgumentParser:
     retriever.add_argument("--no-gate", action="store_true",
                            help="register without the champion gate (gate later with `promote retriever --pending`)")
     retriever.set_defaults(run=run_train_retriever)
+
+    airflow = commands.add_parser("airflow", help="start/stop Airflow (127.0.0.1:8080) or run eaglerec_pipeline "
+                                                  "through it and follow the run")
+    airflow.add_argument("action", choices=("start", "stop", "run"))
+    airflow.add_argument("--source", default=str(BUNDLED_DATASET_DIR), help="release folder, .zip or URL (run)")
+    airflow.add_argument("--dataset", help="name under raw/ (default: from the source)")
+    airflow.add_argument("--rankers", help="comma-separated rankers to train (default: all)")
+    airflow.add_argument("--retrievers", help="comma-separated retrievers to train (default: all)")
+    airflow.add_argument("--epochs", type=int, help="epochs of every model (default: each model's own)")
+    airflow.set_defaults(run=run_airflow)
 
     training_gate = commands.add_parser("validate-training-set",
                                         help="run the training-set gate (Great Expectations) on rating_examples")

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import hmac
 import os
+import pathlib
 from typing import Annotated, Literal
 
 import bentoml
 from fastapi import FastAPI, Header, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from bentos.recommender.schemas import ErrorBody, RatingEvent, Recommendations, RecommendRequest, SimilarRequest
@@ -29,8 +31,11 @@ recommend_requests = bentoml.metrics.Counter(
     labelnames=["variant", "cold_start"])
 events_received = bentoml.metrics.Counter(name="eaglerec_rating_events", documentation="Ratings accepted")
 
-app = FastAPI(title="EagleRec recommender", version="1", responses=ERRORS,
+SITE = pathlib.Path(__file__).with_name("site")
+app = FastAPI(title="EagleRec recommender", version="1", responses=ERRORS, docs_url=None, redoc_url=None,
               description="Movie recommendations: retrieve, rank, filter, explain. Errors are JSON: {error, detail}.")
+# The movie site: plain HTML/CSS/JS over this API, same origin, nothing loaded from elsewhere.
+app.mount("/site", StaticFiles(directory=SITE), name="site")
 
 
 def error_response(status: int, message: str, detail=None) -> JSONResponse:
@@ -89,6 +94,10 @@ class Recommender:
     def __is_ready__(self) -> bool:
         return self.engine.snapshot is not None
 
+    @app.get("/", include_in_schema=False)
+    def home(self):
+        return FileResponse(SITE / "index.html", media_type="text/html")
+
     @app.post("/recommend", response_model=Recommendations)
     def recommend(self, request: RecommendRequest):
         result = answer(self.engine.recommend, request.user_id, request.k, request.variant, request.explain,
@@ -113,6 +122,14 @@ class Recommender:
     def genre(self, genre: Annotated[str, Path(max_length=64)],
               sort: Literal["rating", "year", "popularity"] = "popularity", k: Size = 10):
         return answer(self.engine.genre, genre, sort, k)
+
+    @app.get("/search")
+    def search(self, q: Annotated[str, Query(min_length=1, max_length=100)], k: Size = 20):
+        return answer(self.engine.search, q, k)
+
+    @app.get("/genres")
+    def genres(self):
+        return self.engine.list_genres()
 
     @app.post("/events")
     def events(self, event: RatingEvent):

@@ -307,6 +307,31 @@ class RecommendationEngine:
             {**self.movie_summary(snapshot, p), "rating_count": int(movies["rating_count"].iat[p]),
              "average_rating": none_if_nan(movies["average_rating"].iat[p], float)} for p in positions[:k]]}
 
+    def search(self, query: str, k: int = 20) -> dict:
+        """Movies whose title contains every word of the query (case-insensitive); titles starting with the query
+        first, then the most liked."""
+        self.check_k(k)
+        words = query.casefold().split()
+        if not words:
+            raise InvalidRequestError("q: expected at least one word")
+        snapshot = self.snapshot
+        titles = snapshot.catalogue.movies["title"].str.casefold()
+        matches = np.ones(len(titles), dtype=bool)
+        for word in words:
+            matches &= titles.str.contains(word, regex=False).to_numpy()
+        positions = np.flatnonzero(matches)
+        starts = titles.to_numpy()[positions].astype(str)
+        prefix = np.char.startswith(starts, " ".join(words))
+        order = np.lexsort((-snapshot.catalogue.popularity[positions], ~prefix))
+        return {"query": query, "total": int(len(positions)),
+                "items": [self.movie_summary(snapshot, positions[i]) for i in order[:k]]}
+
+    def list_genres(self) -> dict:
+        """Every genre with its number of movies, most movies first."""
+        genres = self.snapshot.catalogue.genre_movies
+        return {"genres": [{"genre": genre, "movies": int(len(positions))} for genre, positions in
+                           sorted(genres.items(), key=lambda item: (-len(item[1]), item[0]))]}
+
     # --- events ------------------------------------------------------------------------------------------------
 
     def record_event(self, user_id: int, movie_id: int, rating: float, rated_at: int | None = None) -> dict:

@@ -4,16 +4,11 @@ in-process through RecommendationEngine, and over HTTP against `bentoml serve` a
 from __future__ import annotations
 
 import concurrent.futures
-import json
 import os
-import shutil
-import signal
 import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import mlflow
@@ -22,47 +17,21 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from eaglerec.feature_store import OnlineReader, apply_feature_repo, materialize_online, open_feature_store
-from eaglerec.settings import REPO_ROOT, Paths
-from tests.conftest import find_free_port
+from eaglerec.feature_store import OnlineReader, open_feature_store
+from eaglerec.settings import REPO_ROOT
+from tests.services import ADMIN_TOKEN, CHALLENGER_SHARE, MAX_PER_GENRE, call, start_service, stop_service
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-ADMIN_TOKEN = "test-admin-token"
-CHALLENGER_SHARE = 0.3
-MAX_PER_GENRE = 3
 # Users the in-process tests post ratings for: ids the bundled data does not have.
 NEW_USER, HTTP_NEW_USER = 900_001, 900_002
 
 
 @pytest.fixture(scope="module")
-def registry(built_paths, tracking_uri, tmp_path_factory):
-    """A serving home (the marts, Feast applied and materialised) and a registry whose aliases the tests set: DIN as
-    champion, NeuralCF as challenger, item2vec as champion retriever; all trained briefly on the bundled data."""
-    from training.embeddings import EmbeddingParams, train_retriever
-    from training.rankers import RankerParams
-    from training.train import RANKER_MODEL_NAME, train_ranker
-
-    mlflow.set_tracking_uri(tracking_uri)
-    home = Paths(tmp_path_factory.mktemp("serving") / "home")
-    shutil.copytree(built_paths.marts, home.marts)
-    params = RankerParams(embedding_dim=8, hidden_units=(16,), epochs=1, batch_size=1024)
-    rankers = {name: train_ranker(name, home, params, user_fraction=0.3) for name in ("din", "neural_cf")}
-    retriever = train_retriever("item2vec", home, EmbeddingParams(embedding_dim=8, epochs=1))
-    client = MlflowClient(tracking_uri)
-    client.set_registered_model_alias(RANKER_MODEL_NAME, "champion", rankers["din"].version)
-    client.set_registered_model_alias(RANKER_MODEL_NAME, "challenger", rankers["neural_cf"].version)
-    client.set_registered_model_alias("eaglerec-retriever", "champion", retriever.version)
-    apply_feature_repo(home, "sqlite")
-    materialize_online(open_feature_store(home, "sqlite"))
-    return {"home": home, "uri": tracking_uri, "rankers": rankers, "retriever": retriever}
-
-
-@pytest.fixture(scope="module")
-def engine(registry):
+def engine(serving_registry):
     from bentos.recommender.serving import RecommendationEngine, ServingConfig
 
-    return RecommendationEngine(ServingConfig(registry["home"], registry["uri"], max_k=100,
+    return RecommendationEngine(ServingConfig(serving_registry["home"], serving_registry["uri"], max_k=100,
                                               max_per_genre=MAX_PER_GENRE, challenger_share=CHALLENGER_SHARE,
                                               experiment="test-ab", admin_token=ADMIN_TOKEN))
 
@@ -91,7 +60,7 @@ def test_recommendations_never_include_a_rated_movie_and_cap_each_genre(engine, 
         assert all(item["reason"] and item["retriever"] for item in answer["items"])
 
 
-def test_served_scores_equal_the_registered_model_fed_through_feast_sdk(engine, registry, catalog):
+def test_served_scores_equal_the_registered_model_fed_through_feast_sdk(engine, serving_registry, catalog):
     """Second path: the model loaded from the registry, the user's features from Feast's get_online_features, the
     movies' features from their own online read, the encoder logged with the run, and Keras predict()."""
     from training.encoding import FeatureEncoder
@@ -99,10 +68,10 @@ def test_served_scores_equal_the_registered_model_fed_through_feast_sdk(engine, 
 
     user_id = 414
     answer = engine.recommend(user_id, k=10, variant="champion")
-    version = registry["rankers"]["din"]
+    version = serving_registry["rankers"]["din"]
     model = mlflow.tensorflow.load_model(f"models:/eaglerec-ranker/{version.version}")
     encoder = FeatureEncoder.from_dict(mlflow.artifacts.load_dict(f"runs:/{version.run_id}/feature_encoder.json"))
-    store = open_feature_store(registry["home"], "sqlite")
+    store = open_feature_store(serving_registry["home"], "sqlite")
     movie_ids = [item["movie_id"] for item in answer["items"]]
     user = store.get_online_features(features=[f"user_profiles:{f.name}" for f in USER_FEATURES if f.kind != "user"],
                                      entity_rows=[{"user_id": user_id}]).to_df()
@@ -116,8 +85,8 @@ def test_served_scores_equal_the_registered_model_fed_through_feast_sdk(engine, 
     assert answer["ranker"] == f"din v{version.version}"
 
 
-def test_the_online_reader_equals_feast_get_online_features(registry):
-    store = open_feature_store(registry["home"], "sqlite")
+def test_the_online_reader_equals_feast_get_online_features(serving_registry):
+    store = open_feature_store(serving_registry["home"], "sqlite")
     reader = OnlineReader(store, "user_state_v1")
     for user_id in (1, 77, 610, 10**6):
         expected = store.get_online_features(features=store.get_feature_service("user_state_v1"),
@@ -147,8 +116,10 @@ def test_a_rating_event_changes_the_next_recommendation(engine, catalog):
     movies = [item["movie_id"] for item in after["items"]]
     assert not after["cold_start"] and liked not in movies
     assert movies != [item["movie_id"] for item in before["items"]]
-    title = catalog.at[liked, "title"]
-    assert any(item["reason"] == f"because you liked {title}" for item in after["items"])
+    # The liked movie now seeds retrieval: its embedding neighbours are candidates, explained by it.
+    state = engine.read_user_state(NEW_USER)
+    candidates = engine.retrieve(engine.snapshot, NEW_USER, state, np.array([], dtype=np.int64))
+    assert ("embedding_item", f"because you liked {catalog.at[liked, 'title']}") in candidates.sources
     assert engine.user(NEW_USER)["history"][0]["movie_id"] == liked
 
 
@@ -216,56 +187,9 @@ def test_sparrowrecsys_movie_json_has_its_fields_and_the_ten_highest_ratings(eng
 
 # --- over HTTP: `bentoml serve` in a subprocess -------------------------------------------------------------------
 
-def call(base: str, path: str, body=None, headers=None, method=None) -> tuple[int, object]:
-    data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
-    request = urllib.request.Request(base + path, data=data, method=method or ("POST" if data is not None else "GET"),
-                                     headers={"Content-Type": "application/json", **(headers or {})})
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            payload = response.read()
-            status = response.status
-    except urllib.error.HTTPError as error:
-        payload, status = error.read(), error.code
-    try:
-        return status, json.loads(payload)
-    except ValueError:
-        return status, payload.decode()
-
-
-def start_service(registry, target: str, extra_env: dict | None = None):
-    port = find_free_port()
-    env = {**os.environ, "EAGLEREC_HOME": str(registry["home"].home), "MLFLOW_TRACKING_URI": registry["uri"],
-           "EAGLEREC_ADMIN_TOKEN": ADMIN_TOKEN, "EAGLEREC_AB_CHALLENGER_SHARE": str(CHALLENGER_SHARE),
-           "EAGLEREC_ONLINE_STORE": "sqlite", **(extra_env or {})}
-    log = open(registry["home"].home / f"serve-{port}.log", "w")  # noqa: SIM115 - closed with the process
-    process = subprocess.Popen([str(Path(sys.executable).with_name("bentoml")), "serve", target, "--host",
-                                "127.0.0.1", "--port", str(port)], cwd=REPO_ROOT, env=env, stdout=log,
-                               stderr=subprocess.STDOUT, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while True:
-        assert process.poll() is None, f"bentoml serve exited: {(registry['home'].home / log.name).read_text()[-3000:]}"
-        assert time.monotonic() < deadline, "the service was not ready within 180 s"
-        try:
-            if call(base, "/readyz")[0] == 200 and call(base, "/healthz")[0] == 200:
-                break
-        except OSError:
-            pass
-        time.sleep(1)
-    return process, base
-
-
-def stop_service(process) -> None:
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-
-
 @pytest.fixture(scope="module")
-def served(registry):
-    process, base = start_service(registry, "bentos.recommender.service:Recommender")
+def served(serving_registry):
+    process, base = start_service(serving_registry, "bentos.recommender.service:Recommender")
     yield base
     stop_service(process)
 
@@ -332,9 +256,9 @@ def test_an_event_over_http_reaches_the_next_recommendation(served):
     assert not after["cold_start"] and 260 not in [item["movie_id"] for item in after["items"]]
 
 
-def test_reload_swaps_the_champion_without_failing_requests_in_flight(served, registry, tracking_uri):
+def test_reload_swaps_the_champion_without_failing_requests_in_flight(served, serving_registry, tracking_uri):
     client = MlflowClient(tracking_uri)
-    neural_cf = registry["rankers"]["neural_cf"].version
+    neural_cf = serving_registry["rankers"]["neural_cf"].version
 
     reloaded = threading.Event()
 
@@ -359,11 +283,11 @@ def test_reload_swaps_the_champion_without_failing_requests_in_flight(served, re
         _, answer = call(served, "/recommend", {"user_id": 5, "k": 3, "variant": "champion"})
         assert answer["ranker"] == f"neural_cf v{neural_cf}"
     finally:
-        client.set_registered_model_alias("eaglerec-ranker", "champion", registry["rankers"]["din"].version)
+        client.set_registered_model_alias("eaglerec-ranker", "champion", serving_registry["rankers"]["din"].version)
         call(served, "/admin/reload", b"", {"Authorization": f"Bearer {ADMIN_TOKEN}"})
 
 
-def test_the_built_bento_serves(registry, tmp_path):
+def test_the_built_bento_serves(serving_registry, tmp_path):
     env = {**os.environ, "BENTOML_HOME": str(tmp_path / "bentoml")}
     built = subprocess.run([str(Path(sys.executable).with_name("bentoml")), "build", "-f",
                             "bentos/recommender/bentofile.yaml", "-o", "tag", "."], cwd=REPO_ROOT, env=env,
@@ -371,7 +295,7 @@ def test_the_built_bento_serves(registry, tmp_path):
     assert built.returncode == 0, built.stderr[-2000:]
     tag = built.stdout.strip().splitlines()[-1].removeprefix("__tag__:")
     assert tag.startswith("eaglerec_recommender:")
-    process, base = start_service(registry, tag, {"BENTOML_HOME": str(tmp_path / "bentoml")})
+    process, base = start_service(serving_registry, tag, {"BENTOML_HOME": str(tmp_path / "bentoml")})
     try:
         status, answer = call(base, "/recommend", {"user_id": 3, "k": 4})
         assert status == 200 and len(answer["items"]) == 4

@@ -1,0 +1,204 @@
+"""Run Airflow for the project: its configuration (one place), the four services (api-server, scheduler,
+dag-processor, triggerer) started by PID with state under $EAGLEREC_HOME/airflow, and a DAG run triggered and
+followed through the REST API with a progress display."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from eaglerec.processes import read_running_pid, stop_process_group, wait_for_http
+from eaglerec.settings import REPO_ROOT, Paths
+
+AIRFLOW_BIN = REPO_ROOT / ".venvs" / "airflow" / "bin"
+SERVICES = ("api-server", "scheduler", "dag-processor", "triggerer")
+DEFAULT_AIRFLOW_PORT = 8080
+USERNAME = "eaglerec"
+FINISHED = {"success", "failed"}
+TASK_DONE = {"success", "failed", "skipped", "upstream_failed", "removed"}
+
+
+class AirflowError(Exception):
+    """Airflow did not start, or a DAG run failed; the message names the tasks and where their logs are."""
+
+
+def airflow_home(paths: Paths) -> Path:
+    return paths.home / "airflow"
+
+
+def read_or_create_secret(path: Path) -> str:
+    """A random secret kept in a file only this user can read (created once)."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_urlsafe(32))
+    return path.read_text().strip()
+
+
+def airflow_environment(paths: Paths, port: int = DEFAULT_AIRFLOW_PORT) -> dict[str, str]:
+    """Everything Airflow is configured with: loopback only, LocalExecutor, SQLite metadata, this repo's DAGs, the
+    simple auth manager with one user whose password Airflow generates (never a default one)."""
+    home = airflow_home(paths)
+    home.mkdir(parents=True, exist_ok=True)
+    return {
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        # Two cores: more parallel tasks only queue on the CPU (each training task imports TensorFlow).
+        "AIRFLOW__CORE__PARALLELISM": "2",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+        "AIRFLOW__API__HOST": "127.0.0.1",
+        "AIRFLOW__API__PORT": str(port),
+        "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{USERNAME}:admin",
+        # Services started separately must sign and check the same tokens.
+        "AIRFLOW__API_AUTH__JWT_SECRET": read_or_create_secret(home / "jwt_secret"),
+        "AIRFLOW__API__SECRET_KEY": read_or_create_secret(home / "api_secret_key"),
+        "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "10",
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "10",
+        "EAGLEREC_HOME": str(paths.home),
+        "EAGLEREC_ML_BIN": str(Path(sys.executable).parent),
+    }
+
+
+def run_airflow(args: list[str], env: dict[str, str], **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([str(AIRFLOW_BIN / "airflow"), *args], env={**os.environ, **env}, check=False, **kwargs)
+
+
+def start_airflow(paths: Paths, port: int = DEFAULT_AIRFLOW_PORT, timeout: float = 240) -> str:
+    """Migrate the metadata database and start the services not running yet; return the UI URL once healthy."""
+    env = airflow_environment(paths, port)
+    home = airflow_home(paths)
+    migrated = run_airflow(["db", "migrate"], env, capture_output=True, text=True)
+    if migrated.returncode != 0:
+        raise AirflowError(f"airflow db migrate failed: {migrated.stderr[-2000:]}")
+    processes = {}
+    for service in SERVICES:
+        pid_file = home / f"{service}.pid"
+        if read_running_pid(pid_file) is None:
+            log = (home / f"{service}.log").open("ab")
+            processes[service] = subprocess.Popen([str(AIRFLOW_BIN / "airflow"), service], env={**os.environ, **env},
+                                                  stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            pid_file.write_text(str(processes[service].pid))
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_http(f"{url}/api/v2/monitor/health", processes.get("api-server"), timeout, "the Airflow api-server")
+    except RuntimeError as exc:
+        raise AirflowError(f"{exc}; logs in {home}") from None
+    for service, process in processes.items():
+        if process.poll() is not None:
+            raise AirflowError(f"airflow {service} exited with code {process.returncode}: {home / service}.log")
+    return url
+
+
+def stop_airflow(paths: Paths) -> list[str]:
+    """Stop the services by PID; return the names of those that were running."""
+    return [service for service in SERVICES
+            if stop_process_group(airflow_home(paths) / f"{service}.pid") is not None]
+
+
+def read_password(paths: Paths, timeout: float = 60) -> str:
+    """The password Airflow generated for USERNAME (written by the api-server at its first start)."""
+    generated = airflow_home(paths) / "simple_auth_manager_passwords.json.generated"
+    deadline = time.monotonic() + timeout
+    while not generated.exists():
+        if time.monotonic() > deadline:
+            raise AirflowError(f"no generated password in {generated}: is the api-server running?")
+        time.sleep(0.5)
+    return json.loads(generated.read_text())[USERNAME]
+
+
+@dataclass
+class AirflowClient:
+    """Airflow's REST API (v2) with a bearer token from /auth/token."""
+
+    url: str
+    token: str
+
+    @classmethod
+    def login(cls, url: str, username: str, password: str) -> AirflowClient:
+        answer = request_json(f"{url}/auth/token", "POST", {"username": username, "password": password})
+        return cls(url, answer["access_token"])
+
+    def call(self, path: str, method: str = "GET", body: dict | None = None) -> dict:
+        return request_json(f"{self.url}/api/v2{path}", method, body, {"Authorization": f"Bearer {self.token}"})
+
+    def wait_for_dag(self, dag_id: str, timeout: float = 180) -> None:
+        """Wait until the dag-processor has parsed the DAG (a new AIRFLOW_HOME starts empty)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.call(f"/dags/{dag_id}")
+                return
+            except urllib.error.HTTPError as exc:
+                if exc.code != 404 or time.monotonic() > deadline:
+                    errors = self.call("/importErrors").get("import_errors", [])
+                    raise AirflowError(f"DAG {dag_id} not available ({exc.code}); import errors: {errors}") from None
+            time.sleep(2)
+
+    def trigger(self, dag_id: str, conf: dict) -> str:
+        self.call(f"/dags/{dag_id}", "PATCH", {"is_paused": False})
+        run = self.call(f"/dags/{dag_id}/dagRuns", "POST", {"logical_date": None, "conf": conf})
+        return run["dag_run_id"]
+
+    def task_states(self, dag_id: str, run_id: str) -> dict[str, dict]:
+        instances = self.call(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances?limit=100")["task_instances"]
+        return {instance["task_id"]: instance for instance in instances}
+
+    def follow(self, dag_id: str, run_id: str, show: Callable[[str], None] = print, poll: float = 3,
+               timeout: float = 3600) -> dict[str, dict]:
+        """Print each task as it finishes (state, duration) until the run ends; return the task instances."""
+        started, reported = time.monotonic(), set()
+        while True:
+            state = self.call(f"/dags/{dag_id}/dagRuns/{run_id}")["state"]
+            tasks = self.task_states(dag_id, run_id)
+            for task_id, instance in sorted(tasks.items(), key=lambda item: item[1].get("end_date") or ""):
+                if instance["state"] in TASK_DONE and task_id not in reported:
+                    reported.add(task_id)
+                    seconds = instance.get("duration") or 0
+                    running = sum(1 for i in tasks.values() if i["state"] == "running")
+                    show(f"  [{time.monotonic() - started:5.0f} s] {instance['state']:<15} {task_id:<32} "
+                         f"{seconds:6.1f} s   ({len(reported)}/{len(tasks)} done, {running} running)")
+            if state in FINISHED:
+                return tasks
+            if time.monotonic() - started > timeout:
+                raise AirflowError(f"{dag_id} run {run_id} still {state} after {timeout:.0f} s")
+            time.sleep(poll)
+
+
+def request_json(url: str, method: str = "GET", body: dict | None = None, headers: dict | None = None) -> dict:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data, method=method,
+                                     headers={"Content-Type": "application/json", **(headers or {})})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return json.loads(response.read() or b"{}")
+
+
+def run_pipeline(paths: Paths, conf: dict, port: int = DEFAULT_AIRFLOW_PORT, dag_id: str = "eaglerec_pipeline",
+                 show: Callable[[str], None] = print) -> dict[str, dict]:
+    """Trigger a DAG run through the REST API and follow it; raise AirflowError naming the failed tasks."""
+    url = f"http://127.0.0.1:{port}"
+    client = AirflowClient.login(url, USERNAME, read_password(paths))
+    client.wait_for_dag(dag_id)
+    run_id = client.trigger(dag_id, conf)
+    show(f"{dag_id}: run {run_id} triggered ({url}/dags/{dag_id})")
+    started = time.monotonic()
+    tasks = client.follow(dag_id, run_id, show)
+    state = client.call(f"/dags/{dag_id}/dagRuns/{run_id}")["state"]
+    show(f"{dag_id}: {state} in {time.monotonic() - started:.0f} s")
+    if state != "success":
+        failed = sorted(task for task, instance in tasks.items() if instance["state"] in ("failed", "upstream_failed"))
+        raise AirflowError(f"{dag_id} run {run_id} {state}; failed tasks: {', '.join(failed)}; logs under "
+                           f"{airflow_home(paths) / 'logs'}")
+    return tasks

@@ -1,0 +1,133 @@
+"""The movie site in a real headless browser (Debian's chromium driven by Playwright) against `bentoml serve`: every
+page loads without console errors; home → movie → similar movie → user; search; rating a recommended movie changes
+the recommendation row; phone width. Screenshots go to test-artifacts/site/."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from eaglerec.settings import REPO_ROOT
+from tests.services import start_service, stop_service
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+SCREENSHOTS = REPO_ROOT / "test-artifacts" / "site"
+USER = 414  # the bundled data's most active user
+
+
+@pytest.fixture(scope="module")
+def site(serving_registry):
+    process, base = start_service(serving_registry, "bentos.recommender.service:Recommender")
+    yield base
+    stop_service(process)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    chromium = shutil.which("chromium")
+    assert chromium, "chromium is not installed: `make system-packages` installs it (Debian package chromium)"
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox"])
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, site):
+    """A fresh page that records console errors, failed requests and uncaught exceptions."""
+    context = browser.new_context(base_url=site, viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.problems = []
+    page.on("console", lambda message: message.type == "error" and page.problems.append(f"console: {message.text}"))
+    page.on("pageerror", lambda error: page.problems.append(f"exception: {error}"))
+    page.on("requestfailed", lambda request: page.problems.append(f"request failed: {request.url}"))
+    page.on("response", lambda response: response.status >= 400 and page.problems.append(
+        f"HTTP {response.status}: {response.url}"))
+    yield page
+    context.close()
+
+
+def card_ids(page, selector: str) -> list[str]:
+    return page.eval_on_selector_all(f"{selector} .card", "cards => cards.map(c => c.dataset.movieId)")
+
+
+def test_home_movie_similar_movie_and_user_pages(page):
+    page.goto("/")
+    page.wait_for_selector("#recommendations .card")
+    assert "Popular picks" in page.inner_text("#recommendations h2")  # no user chosen: cold start
+    assert page.locator("section h2", has_text="Popular in Drama").count() == 1
+    assert page.locator(".card svg[role=img]").first.get_attribute("aria-label").startswith("Poster: ")
+    page.screenshot(path=SCREENSHOTS / "home.png", full_page=True)
+
+    first = page.locator("section:has(h2:text('Popular in Drama')) .card .title").first
+    title = first.inner_text()
+    first.click()
+    page.wait_for_selector("h1:not(:text('Discover movies'))")
+    assert title in page.inner_text("h1")
+    assert page.locator("a", has_text="IMDb").get_attribute("href").startswith("https://www.imdb.com/title/tt")
+    page.wait_for_selector("section:has(h2:text('Similar movies')) .card")
+    page.screenshot(path=SCREENSHOTS / "movie.png", full_page=True)
+
+    similar = page.locator("section:has(h2:text('Similar movies')) .card .title").first
+    similar_title = similar.inner_text()
+    similar.click()
+    page.wait_for_function("t => document.querySelector('h1').innerText.includes(t)", arg=similar_title)
+    assert similar_title != title
+
+    page.fill("#user-input", str(USER))
+    page.click("#user-form button[type=submit]")
+    page.wait_for_selector(f"h1:text('User {USER}')")
+    page.wait_for_selector("#recommendations .card .reason")
+    facts = page.inner_text(".facts")
+    assert "Favourite genres" in facts and "A/B variant" in facts
+    assert page.locator(".history li").count() == 30
+    page.screenshot(path=SCREENSHOTS / "user.png", full_page=True)
+    assert page.problems == []
+
+
+def test_search_finds_movies_by_title(page):
+    page.goto("/")
+    page.fill("#search-input", "matrix")
+    page.press("#search-input", "Enter")
+    page.wait_for_selector("[aria-label='Search results'] .card")
+    titles = page.eval_on_selector_all("[aria-label='Search results'] .card .title", "a => a.map(x => x.innerText)")
+    assert "Matrix, The" in titles and all("matrix" in t.lower() for t in titles)
+    page.screenshot(path=SCREENSHOTS / "search.png", full_page=True)
+    assert page.problems == []
+
+
+def test_rating_a_recommended_movie_refreshes_and_changes_the_row(page):
+    page.goto("/")
+    page.evaluate(f"localStorage.setItem('eaglerec.user', '{USER}')")
+    page.goto("/#/")
+    page.wait_for_selector("#recommendations .card .stars")
+    before = card_ids(page, "#recommendations")
+    rated = before[0]
+    page.locator(f"#recommendations .card[data-movie-id='{rated}'] button[data-rate='5']").click()
+    page.wait_for_selector("#notice:text('recommendations updated')")
+    after = card_ids(page, "#recommendations")
+    assert after != before and rated not in after and len(after) == len(before)
+    page.screenshot(path=SCREENSHOTS / "rated.png", full_page=True)
+    assert page.problems == []
+
+
+def test_the_site_fits_a_phone_and_labels_its_controls(browser, site):
+    context = browser.new_context(base_url=site, viewport={"width": 390, "height": 844}, is_mobile=True)
+    page = context.new_page()
+    errors = []
+    page.on("console", lambda message: message.type == "error" and errors.append(message.text))
+    page.goto("/")
+    page.wait_for_selector("#recommendations .card")
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
+    unlabeled = page.evaluate("""() => [...document.querySelectorAll('button, input')].filter(el =>
+        !(el.getAttribute('aria-label') || el.innerText.trim()
+          || (el.id && document.querySelector(`label[for=${el.id}]`)))).map(el => el.outerHTML)""")
+    assert unlabeled == []
+    page.screenshot(path=SCREENSHOTS / "phone.png", full_page=True)
+    assert errors == []
+    context.close()

@@ -1,0 +1,70 @@
+"""Running the recommender for tests: a serving home with registered champions (conftest's serving_registry),
+`bentoml serve` in a subprocess on a free loopback port, and a small JSON HTTP client."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from eaglerec.settings import REPO_ROOT
+from tests.conftest import find_free_port
+
+ADMIN_TOKEN = "test-admin-token"
+CHALLENGER_SHARE = 0.3
+MAX_PER_GENRE = 3
+
+
+def call(base: str, path: str, body=None, headers=None, method=None) -> tuple[int, object]:
+    data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
+    request = urllib.request.Request(base + path, data=data, method=method or ("POST" if data is not None else "GET"),
+                                     headers={"Content-Type": "application/json", **(headers or {})})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            payload = response.read()
+            status = response.status
+    except urllib.error.HTTPError as error:
+        payload, status = error.read(), error.code
+    try:
+        return status, json.loads(payload)
+    except ValueError:
+        return status, payload.decode()
+
+
+def start_service(serving_registry, target: str, extra_env: dict | None = None):
+    """Start `bentoml serve target` on a free port with the serving home and registry; return (process, base URL)."""
+    port = find_free_port()
+    home = serving_registry["home"].home
+    env = {**os.environ, "EAGLEREC_HOME": str(home), "MLFLOW_TRACKING_URI": serving_registry["uri"],
+           "EAGLEREC_ADMIN_TOKEN": ADMIN_TOKEN, "EAGLEREC_AB_CHALLENGER_SHARE": str(CHALLENGER_SHARE),
+           "EAGLEREC_ONLINE_STORE": "sqlite", **(extra_env or {})}
+    log = open(home / f"serve-{port}.log", "w")  # noqa: SIM115 - closed with the process
+    process = subprocess.Popen([str(Path(sys.executable).with_name("bentoml")), "serve", target, "--host",
+                                "127.0.0.1", "--port", str(port)], cwd=REPO_ROOT, env=env, stdout=log,
+                               stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180
+    while True:
+        assert process.poll() is None, f"bentoml serve exited: {Path(log.name).read_text()[-3000:]}"
+        assert time.monotonic() < deadline, "the service was not ready within 180 s"
+        try:
+            if call(base, "/readyz")[0] == 200 and call(base, "/healthz")[0] == 200:
+                break
+        except OSError:
+            pass
+        time.sleep(1)
+    return process, base
+
+
+def stop_service(process) -> None:
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
