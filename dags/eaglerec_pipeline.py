@@ -40,14 +40,24 @@ MARTS = ["movie_profiles", "user_profiles", "user_recent_activity", "rating_even
 SKIPPED = 99
 
 
-def when_chosen(choice: str, model: str, command: str) -> str:
-    """Run command if model is in the params list `choice`, else exit 99 (the task shows as skipped)."""
-    return (f"if echo '{{{{ params.{choice} | tojson }}}}' | grep -q '\"{model}\"'; then {command}; "
-            f"else echo '{model} not chosen in params.{choice}'; exit {SKIPPED}; fi")
+EPOCHS = "{{ '--epochs ' ~ params.epochs if params.epochs else '' }}"
 
 
-def epochs_option() -> str:
-    return "{{ '--epochs ' ~ params.epochs if params.epochs else '' }}"
+def run_eaglerec(task_id: str, *commands: str, chosen_in: str | None = None, **task_options):
+    """A task running `eaglerec <command>` (several in turn, each must succeed). With chosen_in, it runs only if
+    its model is in that params list; otherwise it exits 99 and shows as skipped."""
+    script = " && ".join(f"{EAGLEREC} {command}" for command in commands)
+    if chosen_in:
+        model = task_id.split("_", 1)[1]
+        script = (f"if echo '{{{{ params.{chosen_in} | tojson }}}}' | grep -q '\"{model}\"'; then {script}; "
+                  f"else echo '{model} not chosen in params.{chosen_in}'; exit {SKIPPED}; fi")
+        task_options["skip_on_exit_code"] = SKIPPED
+
+    @task.bash(task_id=task_id, **task_options)
+    def run() -> str:
+        return script
+
+    return run()
 
 
 @dag(
@@ -76,83 +86,37 @@ def epochs_option() -> str:
 )
 def eaglerec_pipeline():
     dataset = "--dataset {{ params.dataset }}"
-
-    @task.bash
-    def ingest() -> str:
-        return f"{EAGLEREC} ingest {{{{ params.source | shell_quote }}}} {dataset}"
-
-    @task.bash
-    def raw_gate() -> str:
-        return f"{EAGLEREC} validate {dataset}"
-
+    ingest = run_eaglerec("ingest", "ingest {{ params.source | shell_quote }} " + dataset)
+    raw_gate = run_eaglerec("raw_gate", "validate " + dataset)
     with TaskGroup("dbt", tooltip="dbt build, one task per layer") as dbt:
-        layers = []
-        for layer in ("staging", "intermediate", "marts"):
-            outlets = [Asset(mart) for mart in MARTS] if layer == "marts" else []
-
-            @task.bash(task_id=layer, outlets=outlets)
-            def build_layer(layer=layer) -> str:
-                return (f"{EAGLEREC} build-features {dataset} --split-method {{{{ params.split_method }}}} "
-                        f"--select {layer}")
-
-            layers.append(build_layer())
-        layers[0] >> layers[1] >> layers[2]
-
-    @task.bash
-    def feast_apply() -> str:
-        return f"{EAGLEREC} feast-apply"
-
-    @task.bash
-    def materialize() -> str:
-        return f"{EAGLEREC} materialize"
-
-    @task.bash
-    def training_set_gate() -> str:
-        return f"{EAGLEREC} validate-training-set"
-
+        staging, intermediate, marts = (
+            run_eaglerec(layer, f"build-features {dataset} --split-method {{{{ params.split_method }}}} "
+                                f"--select {layer}", outlets=[Asset(m) for m in MARTS] if layer == "marts" else [])
+            for layer in ("staging", "intermediate", "marts"))
+        staging >> intermediate >> marts
+    feast_apply = run_eaglerec("feast_apply", "feast-apply")
+    materialize = run_eaglerec("materialize", "materialize")
+    training_set_gate = run_eaglerec("training_set_gate", "validate-training-set")
     with TaskGroup("train", tooltip="every model in parallel; the champion gate runs later") as train:
         for model in RANKERS:
-            @task.bash(task_id=f"ranker_{model}", skip_on_exit_code=SKIPPED)
-            def train_ranker(model=model) -> str:
-                return when_chosen("rankers", model,
-                                   f"{EAGLEREC} train --model {model} {epochs_option()} --no-gate")
-
-            train_ranker()
+            run_eaglerec(f"ranker_{model}", f"train --model {model} {EPOCHS} --no-gate", chosen_in="rankers")
         for model in RETRIEVERS:
-            @task.bash(task_id=f"retriever_{model}", skip_on_exit_code=SKIPPED)
-            def train_retriever(model=model) -> str:
-                return when_chosen("retrievers", model,
-                                   f"{EAGLEREC} train-retriever --model {model} {epochs_option()} --no-gate")
-
-            train_retriever()
-
-    @task.bash(trigger_rule="none_failed")
-    def compare() -> str:
-        return f"{EAGLEREC} evaluate"
-
-    @task.bash(trigger_rule="none_failed")
-    def promote() -> str:
-        return f"{EAGLEREC} promote ranker --pending && {EAGLEREC} promote retriever --pending"
-
-    @task.bash
-    def publish_embeddings() -> str:
-        return f"{EAGLEREC} materialize"
-
-    @task.bash
-    def reload_recommender() -> str:
-        return f"{EAGLEREC} serve reload"
+            run_eaglerec(f"retriever_{model}", f"train-retriever --model {model} {EPOCHS} --no-gate",
+                         chosen_in="retrievers")
+    compare = run_eaglerec("compare", "evaluate", trigger_rule="none_failed")
+    promote = run_eaglerec("promote", "promote ranker --pending", "promote retriever --pending",
+                           trigger_rule="none_failed")
+    publish_embeddings = run_eaglerec("publish_embeddings", "materialize")
+    reload_recommender = run_eaglerec("reload_recommender", "serve reload")
 
     @task.bash
     def build_bento() -> str:
         bentoml = shlex.quote(str(ML_BIN / "bentoml"))
         return f"cd {shlex.quote(str(REPO))} && {bentoml} build -f bentos/recommender/bentofile.yaml . -o tag"
 
-    marts = ingest() >> raw_gate() >> dbt
-    store = marts >> feast_apply() >> materialize()
-    trained = store >> training_set_gate() >> train
-    promoted = trained >> compare() >> promote()
-    promoted >> publish_embeddings() >> reload_recommender()
-    promoted >> build_bento()
+    ingest >> raw_gate >> dbt >> feast_apply >> materialize >> training_set_gate >> train >> compare >> promote
+    promote >> publish_embeddings >> reload_recommender
+    promote >> build_bento()
 
 
 eaglerec_pipeline()

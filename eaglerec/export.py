@@ -66,15 +66,15 @@ def export_sparrowrecsys(paths: Paths, out: str | Path | None = None) -> dict[Pa
     out_dir = Path(out) if out else paths.exports / "sparrowrecsys"
     out_dir.mkdir(parents=True, exist_ok=True)
     written = {}
+    # Only code constants go into the SQL text; the input file and splits are parameters, the output path is
+    # handed to write_csv (a user's --out never becomes SQL).
+    query = ("select " + select_sparrowrecsys_columns() + " from read_parquet(?) "
+             "where split in (select unnest(?)) order by rated_at, user_id, movie_id")
     with duckdb.connect() as con:
         for file_name, splits in SPLIT_FILES.items():
             path = out_dir / file_name
-            with write_then_rename(path) as partial:
-                con.execute(
-                    f"copy (select {select_sparrowrecsys_columns()} from read_parquet(?) "
-                    f"where split in (select unnest(?)) order by rated_at, user_id, movie_id) "
-                    f"to '{partial}' (header, delimiter ',')",
-                    [str(examples), list(splits)],
-                )
+            # A cursor of its own: DuckDB keeps a parameterised relation's result open on its connection.
+            with write_then_rename(path) as partial, con.cursor() as cursor:
+                cursor.sql(query, params=[str(examples), list(splits)]).write_csv(str(partial), header=True, sep=",")
             written[path] = con.execute("select count(*) from read_csv(?)", [str(path)]).fetchone()[0]
     return written

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -25,7 +26,11 @@ def find_dbt() -> str:
     return str(candidate) if candidate.exists() else "dbt"
 
 
-def record_build(paths: Paths, dataset: str, dbt_vars: dict) -> None:
+# Selections that build no mart: the marts folder is left alone, no staging copy.
+LAYERS_WITHOUT_MARTS = ("staging", "intermediate")
+
+
+def record_build(paths: Paths, dataset: str, dbt_vars: dict, marts_dir: Path) -> None:
     """Write marts/_build.json: what the marts were built from (raw checksums, dbt code, vars).
 
     It names the data version of the marts: parquet bytes differ between identical rebuilds (parallel writes),
@@ -41,12 +46,17 @@ def record_build(paths: Paths, dataset: str, dbt_vars: dict) -> None:
         if path.is_file() and path.suffix in (".sql", ".yml") and "target" not in path.parts:
             code.update(path.relative_to(DBT_PROJECT_DIR).as_posix().encode() + compute_sha256(path).encode())
     record = {"dataset": dataset, "raw_checksums": gate["checksums"], "dbt_code": code.hexdigest(), "vars": dbt_vars}
-    (paths.marts / "_build.json").write_text(json.dumps(record, indent=2, sort_keys=True))
+    (marts_dir / "_build.json").write_text(json.dumps(record, indent=2, sort_keys=True))
 
 
 def build_features(dataset: str, paths: Paths | None = None, split_method: str = "per_user_time",
                    split_seed: int = 42, select: str | None = None) -> Path:
-    """Run `dbt build` for a dataset that passed the raw gate; return the marts folder."""
+    """Run `dbt build` for a dataset that passed the raw gate; return the marts folder.
+
+    The marts are written to a staging folder (a copy of the current marts when only some are selected) that
+    replaces $EAGLEREC_HOME/marts in one rename once every model and test passed: readers never see half-written
+    marts, and a failed or killed build leaves the previous ones in place."""
+    from eaglerec.files import replace_dir
     from expectations.gate import require_passed_gate
 
     paths = paths or Paths.from_env()
@@ -54,6 +64,13 @@ def build_features(dataset: str, paths: Paths | None = None, split_method: str =
         raise ValueError(f"split_method {split_method!r}: expected one of {', '.join(SPLIT_METHODS)}")
     require_passed_gate(paths.raw_dataset(dataset))
     paths.marts.mkdir(parents=True, exist_ok=True)
+    writes_marts = not select or any(part not in LAYERS_WITHOUT_MARTS for part in select.split())
+    staging = paths.home / "marts.building"
+    if writes_marts:
+        shutil.rmtree(staging, ignore_errors=True)
+        if select:  # marts outside the selection must survive the swap
+            shutil.copytree(paths.marts, staging)
+        staging.mkdir(parents=True, exist_ok=True)
     dbt_vars = {"dataset": dataset, "split_method": split_method, "split_seed": split_seed}
     args = [find_dbt(), "build", "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR),
             "--vars", json.dumps(dbt_vars)]
@@ -62,12 +79,15 @@ def build_features(dataset: str, paths: Paths | None = None, split_method: str =
         args += ["--select", select, "--indirect-selection", "cautious"]
     # dbt's compiled files and logs are runtime state too: keep them under EAGLEREC_HOME, out of the source tree.
     env = {**os.environ, "EAGLEREC_HOME": str(paths.home), "DBT_TARGET_PATH": str(paths.home / "dbt" / "target"),
-           "DBT_LOG_PATH": str(paths.home / "dbt" / "logs")}
+           "DBT_LOG_PATH": str(paths.home / "dbt" / "logs"), "EAGLEREC_MARTS_DIR": str(staging)}
     completed = subprocess.run(args, env=env, cwd=DBT_PROJECT_DIR)
-    # The data version record describes the marts: written whenever the marts layer was rebuilt.
-    if completed.returncode == 0 and (not select or "marts" in select.split()):
-        record_build(paths, dataset, dbt_vars)
     if completed.returncode != 0:
-        raise FeatureBuildError(f"dbt build failed for dataset {dataset!r} (exit {completed.returncode}); "
-                                f"see the dbt output above and {paths.home / 'dbt' / 'logs' / 'dbt.log'}")
+        shutil.rmtree(staging, ignore_errors=True)
+        log = paths.home / "dbt" / "logs" / "dbt.log"
+        raise FeatureBuildError(f"dbt build failed for dataset {dataset!r} (exit {completed.returncode}); the marts "
+                                f"are unchanged; see the dbt output above and {log}")
+    if writes_marts:
+        # The data version record describes the marts it is swapped in with.
+        record_build(paths, dataset, dbt_vars, staging)
+        replace_dir(staging, paths.marts)
     return paths.marts

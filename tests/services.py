@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -68,3 +69,16 @@ def stop_service(process) -> None:
         process.wait(timeout=30)
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
+
+
+def copy_serving_home(serving_registry, root: Path, online_store: str = "sqlite") -> dict:
+    """A private copy of the serving home (its marts, Feast applied and materialised into its own online store) for
+    tests that change online state or break things; the same registry."""
+    from eaglerec.feature_store import apply_feature_repo, materialize_online, open_feature_store
+    from eaglerec.settings import Paths
+
+    home = Paths(root / "home")
+    shutil.copytree(serving_registry["home"].marts, home.marts)
+    apply_feature_repo(home, online_store)
+    materialize_online(open_feature_store(home, online_store))
+    return {**serving_registry, "home": home}

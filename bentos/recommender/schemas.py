@@ -50,6 +50,7 @@ class Recommendations(BaseModel):
     cold_start: bool
     ranker: str | None
     candidates: int = Field(description="movies ranked (after retrieval and dropping rated ones)")
+    degraded: bool = Field(description="the online store did not answer: user state recomputed from memory")
     items: list[RecommendedMovie]
 
 

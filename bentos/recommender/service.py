@@ -70,9 +70,28 @@ async def limit_body_size(request: Request, call_next):
     return await call_next(request)
 
 
+class Readiness:
+    """GET /readyz as JSON, before BentoML's own route: ready once the models are loaded, and whether requests are
+    degraded (online store down). BentoML's readyz (503 while starting) answers until the engine exists."""
+
+    engine = None  # set by Recommender.__init__, in the worker process
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope["path"] == "/readyz" and Readiness.engine is not None:
+            import anyio
+
+            status = await anyio.to_thread.run_sync(Readiness.engine.status)
+            await JSONResponse(status)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
 def answer(call, *args, **kwargs):
     """Run an engine call; its InvalidRequestError and NotFoundError become 400 and 404 with the message."""
-    from bentos.recommender.serving import InvalidRequestError, NotFoundError
+    from bentos.recommender.serving import InvalidRequestError, NotFoundError, UnavailableError
 
     try:
         return call(*args, **kwargs)
@@ -80,6 +99,8 @@ def answer(call, *args, **kwargs):
         return error_response(400, str(exc))
     except NotFoundError as exc:
         return error_response(404, str(exc))
+    except UnavailableError as exc:
+        return error_response(503, str(exc))
 
 
 @bentoml.service(name="eaglerec_recommender", workers=1, traffic={"timeout": 60},
@@ -90,6 +111,7 @@ class Recommender:
         from bentos.recommender.serving import RecommendationEngine
 
         self.engine = RecommendationEngine()
+        Readiness.engine = self.engine
 
     def __is_ready__(self) -> bool:
         return self.engine.snapshot is not None
@@ -146,7 +168,7 @@ class Recommender:
             return error_response(403, "admin API disabled: set EAGLEREC_ADMIN_TOKEN to enable it")
         if not hmac.compare_digest((authorization or "").encode(), f"Bearer {token}".encode()):
             return error_response(401, "admin API: missing or wrong bearer token")
-        return self.engine.reload()
+        return answer(self.engine.reload)
 
     # SparrowRecSys's API: same paths, parameters and field names; bad parameters get a JSON 4xx.
 
@@ -192,3 +214,6 @@ class Recommender:
         if not isinstance(result, dict):
             return result
         return [sparrow_movie(self.engine, item["movie_id"]) for item in result["items"]]
+
+
+Recommender.add_asgi_middleware(Readiness)

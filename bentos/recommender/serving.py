@@ -4,6 +4,7 @@ from several retrievers, already-rated movies dropped, one batched ranker call, 
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import os
 import threading
@@ -23,9 +24,11 @@ from bentos.recommender.catalogue import (
 )
 from bentos.recommender.models import CHALLENGER, CHAMPION, ModelSet, load_model_set
 from eaglerec.feature_store import OnlineReader, load_movie_facts, open_feature_store, push_rating_event
+from eaglerec.near_line import fold_rating, profile_from_activity
 from eaglerec.settings import Paths
 from training.feature_spec import USER_FEATURES
 
+LOGGER = logging.getLogger(__name__)
 USER_STATE_SERVICE = "user_state_v1"
 # Candidates per retriever; all of them together are capped at CANDIDATE_LIMIT before ranking.
 USER_NEIGHBOURS, ITEM_NEIGHBOURS, GENRE_POPULAR, FRESH = 500, 80, 150, 100
@@ -44,6 +47,10 @@ class InvalidRequestError(ValueError):
 
 class NotFoundError(LookupError):
     """An unknown id: answered 404 with this message."""
+
+
+class UnavailableError(RuntimeError):
+    """A dependency is down and the request cannot be served without it: answered 503 with this message."""
 
 
 @dataclass(frozen=True)
@@ -85,14 +92,24 @@ class Snapshot:
     loaded_at: float
 
 
+# MLflow's client retries a refused connection with exponential back-off for minutes by default: a reload while
+# MLflow is down would outlive the request timeout. Fail within seconds instead (unless configured otherwise).
+MLFLOW_CLIENT_LIMITS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                        "MLFLOW_HTTP_REQUEST_TIMEOUT": "20"}
+
+
 class RecommendationEngine:
     def __init__(self, config: ServingConfig | None = None):
+        for name, value in MLFLOW_CLIENT_LIMITS.items():
+            os.environ.setdefault(name, value)
         self.config = config or ServingConfig.from_env()
         self.store = open_feature_store(self.config.paths)
         self.user_state = OnlineReader(self.store, USER_STATE_SERVICE)
         self.live = LiveRatings()
         self.movie_facts = load_movie_facts(self.config.paths)
         self._reload_lock = threading.Lock()
+        # False while the online store does not answer: requests are then served from memory and flagged degraded.
+        self.online_store_ok = True
         self.snapshot = self.load_snapshot()
 
     def load_snapshot(self) -> Snapshot:
@@ -100,17 +117,56 @@ class RecommendationEngine:
         return Snapshot(catalogue, load_model_set(catalogue, self.config.tracking_uri), time.time())
 
     def reload(self) -> dict:
-        """Load the current champions and tables, then swap them in at once; requests in flight keep the old ones."""
+        """Load the current champions and tables, then swap them in at once; requests in flight keep the old ones.
+        If anything fails to load (MLflow down, a model missing), the service keeps what it serves."""
         with self._reload_lock:
             before = self.snapshot.models.describe()
-            self.snapshot = self.load_snapshot()
+            try:
+                snapshot = self.load_snapshot()
+            except Exception as exc:
+                LOGGER.exception("reload failed; the current models stay")
+                raise UnavailableError(f"reload failed ({type(exc).__name__}: {exc}); still serving {before}") from exc
+            self.snapshot = snapshot
             return {"before": before, "after": self.snapshot.models.describe()}
 
     # --- reads -------------------------------------------------------------------------------------------------
 
     def read_user_state(self, user_id: int) -> dict:
-        """The user's profile, recent activity and vector: one online read (service user_state_v1)."""
-        return self.user_state.read(user_id)
+        """The user's profile, recent activity and vector: one online read (service user_state_v1). If the online
+        store fails, the same features recomputed from the ratings in memory (marts and events since start-up), as
+        the near-line path computes them, and the service is marked degraded until a read succeeds again."""
+        try:
+            state = self.user_state.read(user_id)
+        except Exception:
+            if self.online_store_ok:  # log the outage once, not per request
+                LOGGER.exception("online store unavailable: serving user state recomputed from memory (degraded)")
+            self.online_store_ok = False
+            return self.recompute_user_state(user_id)
+        self.online_store_ok = True
+        return state
+
+    def recompute_user_state(self, user_id: int) -> dict:
+        activity = {"recent_rated_ats": [], "recent_movie_ids": [], "recent_ratings": []}
+        for rating in self.snapshot.catalogue.user_ratings(user_id):
+            activity = fold_rating(activity, rating.movie_id, rating.rating, rating.rated_at)
+        if not activity["recent_movie_ids"]:
+            return {}
+        return {**activity, **profile_from_activity(activity, self.movie_facts)}
+
+    def check_online_store(self) -> bool:
+        """Probe the online store with one read; update and return the flag."""
+        try:
+            self.user_state.read(1)
+            self.online_store_ok = True
+        except Exception:
+            self.online_store_ok = False
+        return self.online_store_ok
+
+    def status(self) -> dict:
+        """What /readyz reports: ready (models loaded) and whether requests are degraded."""
+        online = self.check_online_store()
+        return {"ready": True, "degraded": not online, "online_store": "ok" if online else "unavailable",
+                "models": self.snapshot.models.describe()}
 
     def movie_summary(self, snapshot: Snapshot, position: int) -> dict:
         movies = snapshot.catalogue.movies
@@ -149,7 +205,7 @@ class RecommendationEngine:
         if not known:
             items = self.cold_start(snapshot, k)
             return {"user_id": user_id, "variant": variant, "cold_start": True, "ranker": None, "candidates": 0,
-                    "items": items}
+                    "degraded": not self.online_store_ok, "items": items}
 
         rated = catalogue.rated_positions(user_id, recent)
         if model == "emb":
@@ -170,7 +226,7 @@ class RecommendationEngine:
                 item["reason"] = sources[index][1]
             items.append(item)
         return {"user_id": user_id, "variant": variant, "cold_start": False, "ranker": ranker_label,
-                "candidates": len(positions), "items": items}
+                "candidates": len(positions), "degraded": not self.online_store_ok, "items": items}
 
     def retrieve_by_embedding(self, snapshot: Snapshot, user_id: int, state: dict, rated: np.ndarray):
         """SparrowRecSys's `model=emb`: every unrated movie by similarity to the user's vector (or, for a user new to
@@ -346,7 +402,14 @@ class RecommendationEngine:
             raise InvalidRequestError(f"rating {rating}: expected 0.5 to 5.0 in half stars")
         if not EARLIEST_RATING_AT <= rated_at <= now + 60:
             raise InvalidRequestError(f"rated_at {rated_at}: expected epoch seconds between 1995 and now")
-        profile = push_rating_event(self.store, self.movie_facts, user_id, movie_id, rating, rated_at)
+        try:
+            profile = push_rating_event(self.store, self.movie_facts, user_id, movie_id, rating, rated_at)
+        except Exception as exc:
+            LOGGER.exception("rating event for user %s not recorded", user_id)
+            self.online_store_ok = False
+            raise UnavailableError(f"online store unavailable ({type(exc).__name__}): the rating was not recorded, "
+                                   "send it again later") from exc
+        self.online_store_ok = True
         self.live.add(Rating(user_id, movie_id, float(rating), rated_at))
         return {"accepted": True, "user_id": user_id, "movie_id": movie_id, "rating": rating, "rated_at": rated_at,
                 "user_rating_count": profile.get("user_rating_count")}

@@ -301,3 +301,20 @@ def test_the_built_bento_serves(serving_registry, tmp_path):
         assert status == 200 and len(answer["items"]) == 4
     finally:
         stop_service(process)
+
+
+def test_ten_thousand_recommendations_at_concurrency_16_without_an_error(served, events):
+    """Load, as a correctness check (speed is benchmarked in benchmarks/serving.py): every answer a 200 with k items."""
+    users = np.random.default_rng(16).choice(events["user_id"].unique(), size=10_000).tolist()
+
+    def recommend(user_id: int) -> tuple[int, int]:
+        status, answer = call(served, "/recommend", {"user_id": int(user_id), "k": 10})
+        return status, len(answer["items"]) if status == 200 else 0
+
+    started = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        results = list(pool.map(recommend, users))
+    seconds = time.perf_counter() - started
+    failures = [result for result in results if result != (200, 10)]
+    print(f"10,000 /recommend at concurrency 16: {len(users) / seconds:.0f} requests/s, {len(failures)} failures")
+    assert failures == []

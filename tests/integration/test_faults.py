@@ -1,0 +1,206 @@
+"""Faults, for real: a feature build killed mid-way; the Redis online store going down and coming back under a serving
+recommender; MLflow unreachable during /admin/reload."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from eaglerec.files import compute_sha256
+from eaglerec.settings import DEFAULT_DATASET, Paths
+from tests.conftest import find_free_port
+from tests.services import ADMIN_TOKEN, call, copy_serving_home, start_service, stop_service
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def checksums(folder: Path) -> dict[str, str]:
+    return {path.name: compute_sha256(path) for path in sorted(folder.iterdir()) if path.is_file()}
+
+
+def test_a_killed_feature_build_leaves_the_marts_whole_and_a_rerun_succeeds(built_paths, tmp_path):
+    from eaglerec.features import build_features
+
+    paths = Paths(tmp_path / "home")
+    shutil.copytree(built_paths.home, paths.home, ignore=shutil.ignore_patterns("mlflow", "feast", "embeddings"))
+    before = checksums(paths.marts)
+    build = subprocess.Popen([str(Path(sys.executable).with_name("eaglerec")), "build-features"],
+                             env={**os.environ, "EAGLEREC_HOME": str(paths.home)}, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, start_new_session=True)
+    staging = paths.home / "marts.building"
+    deadline = time.monotonic() + 300
+    while not list(staging.glob("*.parquet")):  # kill it once dbt is writing marts
+        assert build.poll() is None and time.monotonic() < deadline, "the build ended before writing a mart"
+        time.sleep(0.2)
+    os.killpg(build.pid, signal.SIGKILL)
+    build.wait()
+
+    assert checksums(paths.marts) == before  # readers saw the old marts, whole
+    build_features(DEFAULT_DATASET, paths=paths)
+    assert set(checksums(paths.marts)) == set(before) and not staging.exists()
+
+
+class TcpRelay:
+    """A loopback TCP relay to a real server: closing it makes the server unreachable, as a network outage would."""
+
+    def __init__(self, target_port: int):
+        self.target_port, self.port = target_port, find_free_port()
+        self.listener, self.connections = None, []
+
+    def start(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", self.port))
+        threading.Thread(target=self.accept, args=(self.listener,), daemon=True).start()
+
+    def stop(self) -> None:
+        """Refuse new connections and cut the open ones (a client's pooled keep-alive connection included)."""
+        self.listener.close()
+        for connection in self.connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+            connection.close()
+        self.connections = []
+
+    def accept(self, listener) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            self.connections += [client, upstream]
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self.pipe, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def pipe(source, sink) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for end in (source, sink):
+                with contextlib.suppress(OSError):
+                    end.shutdown(socket.SHUT_RDWR)
+
+
+def start_redis(port: int, workdir: Path) -> subprocess.Popen:
+    server = subprocess.Popen(["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--appendonly", "yes",
+                               "--dir", str(workdir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return server
+        except OSError:
+            assert time.monotonic() < deadline, "redis-server did not start"
+            time.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+def fragile(serving_registry, tmp_path_factory):
+    """The recommender on its own Redis online store (persistent, so a restart brings the data back) and reaching
+    MLflow through a relay the tests can cut."""
+    root = tmp_path_factory.mktemp("faults")
+    redis_port, redis_dir = find_free_port(), root / "redis"
+    redis_dir.mkdir()
+    redis = start_redis(redis_port, redis_dir)
+    previous = os.environ.get("EAGLEREC_REDIS_ADDRESS")
+    os.environ["EAGLEREC_REDIS_ADDRESS"] = f"127.0.0.1:{redis_port}"
+    relay = TcpRelay(int(serving_registry["uri"].rsplit(":", 1)[1]))
+    relay.start()
+    registry = {**copy_serving_home(serving_registry, root, "redis"), "uri": f"http://127.0.0.1:{relay.port}"}
+    process, base = start_service(registry, "bentos.recommender.service:Recommender",
+                                  {"EAGLEREC_ONLINE_STORE": "redis"})
+    state = {"base": base, "redis": redis, "redis_port": redis_port, "redis_dir": redis_dir, "relay": relay,
+             "home": registry["home"], "registry_uri": serving_registry["uri"]}
+    yield state
+    stop_service(process)
+    state["redis"].terminate()
+    if previous is None:
+        os.environ.pop("EAGLEREC_REDIS_ADDRESS", None)
+    else:
+        os.environ["EAGLEREC_REDIS_ADDRESS"] = previous
+
+
+def test_no_bad_release_changes_the_marts_the_online_store_the_registry_or_the_answers(fragile, tmp_path):
+    """Every case of the raw gate's bad-input matrix, ingested over a serving platform: it stops at the gate, and
+    what the platform serves stays exactly as it was."""
+    from mlflow import MlflowClient
+
+    from eaglerec.feature_store import OnlineReader, open_feature_store
+    from eaglerec.features import build_features
+    from eaglerec.ingest import ingest
+    from expectations.gate import RawGateError, validate_raw_dataset
+    from tests.conftest import write_tiny_release
+    from tests.integration.test_raw_gate import BAD_INPUTS, UNREADABLE
+
+    paths, base = fragile["home"], fragile["base"]
+    reader = OnlineReader(open_feature_store(paths, "redis"), "user_state_v1")
+    client = MlflowClient(fragile["registry_uri"])
+
+    def snapshot() -> dict:
+        return {"marts": checksums(paths.marts), "online": [reader.read(user) for user in (1, 7, 414)],
+                "registry": sorted((v.name, v.version, tuple(v.aliases)) for name in ("eaglerec-ranker",
+                                   "eaglerec-retriever") for v in client.search_model_versions(f"name = '{name}'")),
+                "answers": [call(base, "/recommend", {"user_id": user, "k": 10, "variant": "champion"})
+                            for user in (1, 7)]}
+
+    before = snapshot()
+    cases = {**{case: overrides for case, (overrides, *_) in BAD_INPUTS.items()},
+             **{case: overrides for case, (overrides, _) in UNREADABLE.items()}}
+    for case, overrides in cases.items():
+        release = write_tiny_release(tmp_path / case.replace(" ", "_").replace("/", "_"), **overrides)
+        ingest(str(release), DEFAULT_DATASET, paths=paths)
+        with pytest.raises(RawGateError):
+            validate_raw_dataset(paths.raw_dataset(DEFAULT_DATASET))
+        with pytest.raises(RawGateError, match="no passed raw gate"):
+            build_features(DEFAULT_DATASET, paths=paths)
+    assert snapshot() == before
+
+
+def test_redis_down_degrades_the_answers_and_they_recover_when_it_returns(fragile):
+    base = fragile["base"]
+    status, healthy = call(base, "/recommend", {"user_id": 7, "k": 10})
+    assert status == 200 and not healthy["degraded"]
+    assert call(base, "/readyz")[1]["degraded"] is False
+
+    fragile["redis"].terminate()
+    fragile["redis"].wait(timeout=10)
+    status, degraded = call(base, "/recommend", {"user_id": 7, "k": 10})
+    assert status == 200 and degraded["degraded"] and len(degraded["items"]) == 10
+    # Recomputed from the ratings in memory, the state gives the same features: the same recommendations.
+    assert [i["movie_id"] for i in degraded["items"]] == [i["movie_id"] for i in healthy["items"]]
+    status, ready = call(base, "/readyz")
+    assert status == 200 and ready["degraded"] and ready["online_store"] == "unavailable"
+    status, refused = call(base, "/events", {"user_id": 7, "movie_id": 1, "rating": 4.0})
+    assert status == 503 and "not recorded" in refused["error"]
+
+    fragile["redis"] = start_redis(fragile["redis_port"], fragile["redis_dir"])
+    status, ready = call(base, "/readyz")
+    assert status == 200 and not ready["degraded"]
+    status, recovered = call(base, "/recommend", {"user_id": 7, "k": 10})
+    assert status == 200 and not recovered["degraded"] and recovered["items"] == healthy["items"]
+
+
+def test_mlflow_down_during_reload_keeps_the_last_good_models(fragile):
+    base, admin = fragile["base"], {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    _, before = call(base, "/recommend", {"user_id": 9, "k": 5})
+    fragile["relay"].stop()
+    status, failed = call(base, "/admin/reload", b"", admin)
+    assert status == 503 and "still serving" in failed["error"]
+    status, after = call(base, "/recommend", {"user_id": 9, "k": 5})
+    assert status == 200 and after["ranker"] == before["ranker"] and after["items"] == before["items"]
+    fragile["relay"].start()
+    status, reloaded = call(base, "/admin/reload", b"", admin)
+    assert status == 200 and reloaded["after"]["ranker_champion"] == reloaded["before"]["ranker_champion"]
