@@ -10,6 +10,7 @@ from __future__ import annotations
 import hmac
 import os
 import pathlib
+from http import HTTPStatus
 from typing import Annotated, Literal
 
 import bentoml
@@ -70,9 +71,12 @@ async def limit_body_size(request: Request, call_next):
     return await call_next(request)
 
 
-class Readiness:
-    """GET /readyz as JSON, before BentoML's own route: ready once the models are loaded, and whether requests are
-    degraded (online store down). BentoML's readyz (503 while starting) answers until the engine exists."""
+class ServiceEdges:
+    """Outermost ASGI layer (around BentoML's own routes too): GET /readyz as JSON, and every error response as JSON.
+
+    /readyz: ready once the models are loaded, and whether requests are degraded (online store down); BentoML's own
+    readyz (503 while starting) answers until the engine exists. Errors: a 4xx/5xx that a lower layer wrote as text
+    (BentoML's or Starlette's router, e.g. a 404 for a path no route accepts) is rewritten as {"error": text}."""
 
     engine = None  # set by Recommender.__init__, in the worker process
 
@@ -80,13 +84,33 @@ class Readiness:
         self.app = app
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] == "http" and scope["path"] == "/readyz" and Readiness.engine is not None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if scope["path"] == "/readyz" and ServiceEdges.engine is not None:
             import anyio
 
-            status = await anyio.to_thread.run_sync(Readiness.engine.status)
+            status = await anyio.to_thread.run_sync(ServiceEdges.engine.status)
             await JSONResponse(status)(scope, receive, send)
             return
-        await self.app(scope, receive, send)
+        pending = {}
+
+        async def send_errors_as_json(message):
+            if message["type"] == "http.response.start":
+                content_type = dict(message.get("headers", [])).get(b"content-type", b"")
+                if message["status"] >= 400 and not content_type.startswith(b"application/json"):
+                    pending.update(status=message["status"], body=b"")
+                    return
+            elif message["type"] == "http.response.body" and pending:
+                pending["body"] += message.get("body", b"")
+                if message.get("more_body"):
+                    return
+                text = pending["body"].decode(errors="replace").strip() or HTTPStatus(pending["status"]).phrase
+                await error_response(pending["status"], text)(scope, receive, send)
+                return
+            await send(message)
+
+        await self.app(scope, receive, send_errors_as_json)
 
 
 def answer(call, *args, **kwargs):
@@ -111,7 +135,7 @@ class Recommender:
         from bentos.recommender.serving import RecommendationEngine
 
         self.engine = RecommendationEngine()
-        Readiness.engine = self.engine
+        ServiceEdges.engine = self.engine
 
     def __is_ready__(self) -> bool:
         return self.engine.snapshot is not None
@@ -216,4 +240,4 @@ class Recommender:
         return [sparrow_movie(self.engine, item["movie_id"]) for item in result["items"]]
 
 
-Recommender.add_asgi_middleware(Readiness)
+Recommender.add_asgi_middleware(ServiceEdges)

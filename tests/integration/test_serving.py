@@ -242,6 +242,8 @@ def test_every_endpoint_answers_over_http(served):
     ("/getrecommendation?genre=Comedy&sortby=title", None, 422, "sortby"),
     ("/similar", {"movie_id": 1, "pad": "x" * 20_000}, 413, "request body over"),
     ("/admin/reload", b"", 401, "bearer token"),
+    # A path no route accepts (found by the fuzzer): still a JSON error.
+    ("/genres/%28%C3%94%C2%94y%F0%B8%97%A0z%24%60%0A%2A%C3%98", None, 404, "Not Found"),
 ])
 def test_bad_requests_get_a_json_4xx_with_a_reason(served, path, body, status, says):
     got, answer = call(served, path, body)
