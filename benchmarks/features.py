@@ -1,7 +1,8 @@
-"""Benchmark ingest + raw gate + dbt build on seeded synthetic MovieLens-layout data of N ratings.
+"""Benchmark ingest + raw gate + dbt build (+ Feast apply and materialisation) on seeded synthetic MovieLens-layout
+data of N ratings.
 
 Prints, for each N, every stage's wall time and peak RSS (each stage runs in its own process), side by side.
-Usage: python benchmarks/features.py [--sizes 1000000 25000000] [--seed 7] [--work DIR]
+Usage: python benchmarks/features.py [--sizes 1000000 25000000] [--seed 7] [--work DIR] [--no-feast]
 """
 
 from __future__ import annotations
@@ -89,7 +90,7 @@ def measure(command: list[str], env: dict) -> tuple[float, float]:
     return wall, usage.ru_maxrss / 1024
 
 
-def benchmark(n_ratings: int, work: Path, seed: int) -> list[tuple[str, float, float]]:
+def benchmark(n_ratings: int, work: Path, seed: int, feast: bool) -> list[tuple[str, float, float]]:
     dataset = f"synthetic-{n_ratings}"
     generated = time.perf_counter()
     release = work / "releases" / dataset
@@ -105,11 +106,14 @@ def benchmark(n_ratings: int, work: Path, seed: int) -> list[tuple[str, float, f
     stages = [("ingest", [cli, "ingest", str(release), "--dataset", dataset]),
               ("raw gate", [cli, "validate", "--dataset", dataset]),
               ("dbt build", [cli, "build-features", "--dataset", dataset])]
+    if feast:  # the SQLite online store under the bench home: every user's and movie's latest state
+        stages += [("feast apply", [cli, "feast-apply", "--online-store", "sqlite"]),
+                   ("materialize", [cli, "materialize", "--online-store", "sqlite"])]
     rows = []
     for stage, command in stages:
         wall, rss = measure(command, env)
         rows.append((stage, wall, rss))
-        print(f"  N={n_ratings:>11,}  {stage:<10} {wall:8.1f} s  peak RSS {rss:8.0f} MiB", flush=True)
+        print(f"  N={n_ratings:>11,}  {stage:<11} {wall:8.1f} s  peak RSS {rss:8.0f} MiB", flush=True)
     return rows
 
 
@@ -118,19 +122,20 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000])
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--work", type=Path, default=REPO_ROOT / "var" / "bench")
+    parser.add_argument("--no-feast", dest="feast", action="store_false", help="stop after dbt (no Feast stages)")
     parser.add_argument("--generate", type=int, metavar="N", help="only write the synthetic release of N ratings")
     args = parser.parse_args()
     if args.generate:
         generate_release(args.generate, args.work / "releases" / f"synthetic-{args.generate}", args.seed)
         return
-    results = {n: benchmark(n, args.work, args.seed) for n in args.sizes}
+    results = {n: benchmark(n, args.work, args.seed, args.feast) for n in args.sizes}
 
-    print("\nN ratings     stage        wall s   peak RSS MiB   ratings/s")
+    print("\nN ratings     stage         wall s   peak RSS MiB   ratings/s")
     for n, rows in results.items():
         for stage, wall, rss in rows:
-            print(f"{n:>11,}   {stage:<10} {wall:8.1f}   {rss:12.0f}   {n / wall:11,.0f}")
+            print(f"{n:>11,}   {stage:<11} {wall:8.1f}   {rss:12.0f}   {n / wall:11,.0f}")
         total = sum(wall for _, wall, _ in rows)
-        print(f"{n:>11,}   {'total':<10} {total:8.1f}   {max(rss for *_, rss in rows):12.0f}   {n / total:11,.0f}")
+        print(f"{n:>11,}   {'total':<11} {total:8.1f}   {max(rss for *_, rss in rows):12.0f}   {n / total:11,.0f}")
     if len(results) > 1:
         small, large = min(results), max(results)
         ratio = sum(w for _, w, _ in results[large]) / sum(w for _, w, _ in results[small])

@@ -13,10 +13,7 @@ import argparse
 import concurrent.futures
 import json
 import os
-import signal
 import socket
-import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -24,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from eaglerec.processes import wait_for_http
-from eaglerec.settings import REPO_ROOT, Paths, apply_offline_env
+from eaglerec.processes import start_recommender, stop_process, wait_for_http
+from eaglerec.settings import Paths, apply_offline_env
 
 RANKER = "din"
 
@@ -89,10 +86,8 @@ def main() -> None:
     base = f"http://127.0.0.1:{port}"
     log = (paths.home / "bench" / "serving.log")
     log.parent.mkdir(parents=True, exist_ok=True)
-    server = subprocess.Popen([str(Path(sys.executable).with_name("bentoml")), "serve",
-                               "bentos.recommender.service:Recommender", "--host", "127.0.0.1", "--port", str(port)],
-                              cwd=REPO_ROOT, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
-                              env={**os.environ, "EAGLEREC_EXTRA_RANKERS": RANKER})
+    log.unlink(missing_ok=True)
+    server = start_recommender(port, log, {**os.environ, "EAGLEREC_EXTRA_RANKERS": RANKER})
     try:
         wait_for_http(f"{base}/readyz", server, timeout=300, name="the recommender")
         time_requests(base, users[:50], 1)  # warm-up
@@ -105,8 +100,7 @@ def main() -> None:
                   f"{rate:>7.0f} {np.median(counts):>20.0f}")
         print(f"service RSS after warm-up: {rss:,.0f} MB (process group)")
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=60)
+        stop_process(server, timeout=60)
 
     from bentos.recommender.serving import RecommendationEngine
 

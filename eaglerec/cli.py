@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from eaglerec.features import SPLIT_METHODS
-from eaglerec.settings import BUNDLED_DATASET_DIR, DEFAULT_DATASET, REPO_ROOT, Paths, apply_offline_env
+from eaglerec.settings import BUNDLED_DATASET_DIR, DEFAULT_DATASET, Paths, apply_offline_env
 
 
 def run_ingest(args: argparse.Namespace) -> None:
@@ -83,9 +83,8 @@ def run_tracking_server(args: argparse.Namespace) -> None:
 
 def run_serve(args: argparse.Namespace) -> None:
     import secrets
-    import subprocess
 
-    from eaglerec.processes import read_running_pid, stop_process_group, wait_for_http
+    from eaglerec.processes import read_running_pid, start_recommender, stop_process_group, wait_for_http
 
     state = Paths.from_env().home / "recommender"
     state.mkdir(parents=True, exist_ok=True)
@@ -106,11 +105,7 @@ def run_serve(args: argparse.Namespace) -> None:
         token_file.write_text(secrets.token_urlsafe(24))
     if read_running_pid(pid_file) is None:
         env = {**os.environ, "EAGLEREC_ADMIN_TOKEN": os.environ.get("EAGLEREC_ADMIN_TOKEN") or token_file.read_text()}
-        bentoml = Path(sys.executable).with_name("bentoml")
-        log = (state / "server.log").open("ab")
-        server = subprocess.Popen([str(bentoml), "serve", "bentos.recommender.service:Recommender", "--host",
-                                   "127.0.0.1", "--port", port], cwd=REPO_ROOT, env=env, stdout=log,
-                                  stderr=subprocess.STDOUT, start_new_session=True)
+        server = start_recommender(port, state / "server.log", env)
         pid_file.write_text(str(server.pid))
         try:
             wait_for_http(f"{url}/readyz", server, timeout=300, name="the recommender")

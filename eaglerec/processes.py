@@ -6,9 +6,14 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
+
+from eaglerec.settings import REPO_ROOT
+
+RECOMMENDER = "bentos.recommender.service:Recommender"
 
 
 def read_running_pid(pid_file: Path) -> int | None:
@@ -43,3 +48,26 @@ def wait_for_http(url: str, process: subprocess.Popen | None = None, timeout: fl
         except OSError:
             time.sleep(0.5)
     raise RuntimeError(f"{name} at {url} not ready after {timeout:.0f} s")
+
+
+def start_recommender(port: int | str, log: Path, env: dict | None = None, target: str = RECOMMENDER
+                      ) -> subprocess.Popen:
+    """`bentoml serve` of the recommender on 127.0.0.1:port, in its own process group, output appended to log.
+    The one place the service is started from: the CLI (make serve), the tests and the benchmarks."""
+    bentoml = Path(sys.executable).with_name("bentoml")
+    with log.open("ab") as output:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen([str(bentoml), "serve", target, "--host", "127.0.0.1", "--port", str(port)],
+                                cwd=REPO_ROOT, env=env if env is not None else dict(os.environ), stdout=output,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def stop_process(process: subprocess.Popen, timeout: float = 30) -> None:
+    """SIGTERM a process started in its own group and wait; SIGKILL the group if it outlives the timeout."""
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=timeout)
+    except ProcessLookupError:
+        pass
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()

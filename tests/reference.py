@@ -7,6 +7,8 @@ import pandas as pd
 
 HISTORY = 100
 POSITIVE = 3.5
+# rating_examples is flat: these list features of user_profiles are there as columns <prefix>1 .. <prefix>5.
+FLATTENED_LISTS = {"user_rated_movie_ids": "user_rated_movie_", "user_genres": "user_genre_"}
 
 
 def index_movies(movies: pd.DataFrame) -> pd.DataFrame:
@@ -60,3 +62,8 @@ def same(actual, expected) -> bool:
     if isinstance(expected, float):
         return math.isclose(actual, expected, rel_tol=1e-9, abs_tol=1e-9)
     return actual == expected
+
+
+def unflatten(row: pd.Series, name: str) -> list:
+    """A list feature rebuilt from its flat rating_examples columns (nulls pad lists shorter than 5)."""
+    return [value for value in row[[f"{FLATTENED_LISTS[name]}{rank}" for rank in range(1, 6)]] if not pd.isna(value)]

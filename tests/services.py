@@ -6,15 +6,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
-from eaglerec.settings import REPO_ROOT
+from eaglerec.processes import start_recommender, stop_process
 from tests.conftest import find_free_port
 
 ADMIN_TOKEN = "test-admin-token"
@@ -45,14 +42,12 @@ def start_service(serving_registry, target: str, extra_env: dict | None = None):
     env = {**os.environ, "EAGLEREC_HOME": str(home), "MLFLOW_TRACKING_URI": serving_registry["uri"],
            "EAGLEREC_ADMIN_TOKEN": ADMIN_TOKEN, "EAGLEREC_AB_CHALLENGER_SHARE": str(CHALLENGER_SHARE),
            "EAGLEREC_ONLINE_STORE": "sqlite", **(extra_env or {})}
-    log = open(home / f"serve-{port}.log", "w")  # noqa: SIM115 - closed with the process
-    process = subprocess.Popen([str(Path(sys.executable).with_name("bentoml")), "serve", target, "--host",
-                                "127.0.0.1", "--port", str(port)], cwd=REPO_ROOT, env=env, stdout=log,
-                               stderr=subprocess.STDOUT, start_new_session=True)
+    log = home / f"serve-{port}.log"
+    process = start_recommender(port, log, env, target)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 180
     while True:
-        assert process.poll() is None, f"bentoml serve exited: {Path(log.name).read_text()[-3000:]}"
+        assert process.poll() is None, f"bentoml serve exited: {log.read_text()[-3000:]}"
         assert time.monotonic() < deadline, "the service was not ready within 180 s"
         try:
             if call(base, "/readyz")[0] == 200 and call(base, "/healthz")[0] == 200:
@@ -64,11 +59,7 @@ def start_service(serving_registry, target: str, extra_env: dict | None = None):
 
 
 def stop_service(process) -> None:
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
+    stop_process(process)
 
 
 def copy_serving_home(serving_registry, root: Path, online_store: str = "sqlite") -> dict:

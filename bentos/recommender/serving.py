@@ -201,7 +201,7 @@ class RecommendationEngine:
         state = self.read_user_state(user_id)
         recent = list(state.get("recent_movie_ids") or [])
         catalogue = snapshot.catalogue
-        known = state.get("user_rating_count") is not None or bool(recent) or user_id in catalogue.ratings_by_user
+        known = state.get("user_rating_count") is not None or bool(recent) or catalogue.has_user(user_id)
         if not known:
             items = self.cold_start(snapshot, k)
             return {"user_id": user_id, "variant": variant, "cold_start": True, "ranker": None, "candidates": 0,

@@ -10,7 +10,16 @@ import pytest
 
 from eaglerec.features import build_features
 from eaglerec.settings import DEFAULT_DATASET, Paths
-from tests.reference import HISTORY, POSITIVE, expected_movie_features, expected_user_features, index_movies, same
+from tests.reference import (
+    FLATTENED_LISTS,
+    HISTORY,
+    POSITIVE,
+    expected_movie_features,
+    expected_user_features,
+    index_movies,
+    same,
+    unflatten,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -47,8 +56,9 @@ def test_leakage_proof_features_equal_an_independent_recomputation(bundled_frame
         expected = {**expected_user_features(ratings, movies_by_id, event.userId, event.timestamp),
                     **expected_movie_features(ratings, movies_by_id, event.movieId, event.timestamp)}
         for column, value in expected.items():
-            if not same(row[column], value):
-                mismatches.append((event.userId, event.movieId, event.timestamp, column, row[column], value))
+            actual = unflatten(row, column) if column in FLATTENED_LISTS else row[column]
+            if not same(actual, value):
+                mismatches.append((event.userId, event.movieId, event.timestamp, column, actual, value))
     assert not mismatches, f"{len(mismatches)} mismatches, first: {mismatches[:5]}"
 
 

@@ -5,7 +5,7 @@ ratings as (
 ),
 
 movies as (
-    select movie_id, release_year, genres from {{ ref('int_movies_parsed') }}
+    select movie_id, release_year from {{ ref('int_movies_parsed') }}
 ),
 
 sequenced as (
@@ -16,7 +16,6 @@ sequenced as (
         ratings.rated_at,
         ratings.rating >= {{ var('positive_rating_threshold') }} as is_positive,
         movies.release_year,
-        movies.genres,
         -- Ratings in the same second are ordered by movie id, so every per-user order below is total and repeatable.
         row_number() over (partition by ratings.user_id order by ratings.rated_at, ratings.movie_id) as user_rating_seq,
         count(*) over (partition by ratings.user_id) as user_rating_total

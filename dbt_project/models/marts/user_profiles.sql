@@ -3,15 +3,47 @@
   computed over the user's last `user_history_size` ratings up to and including that second. An event at time t
   takes the latest row with valid_from <= t, so it sees only ratings strictly before t. Every user also has a
   row from the start of the data set with no history.
+
+  Built for 25M ratings in one sort: every window below shares one ordering (newest first), whose frame
+  "current row and the history_size - 1 older ones" is the user's window of recent ratings.
+  - Means and standard deviations come from integer sums (half stars, years), exact, so they do not drift.
+  - The 20 per-genre counts of positive ratings travel as 3 packed integers (7 bits per genre, at most 9
+    genres per integer): 3 window sums instead of 20. A count never exceeds history_size <= 127, so the
+    packed fields never carry into each other.
+  - The top 5 genres and the last 5 positives are scalar columns first; the list columns are built from them.
+  At 25M ratings this model went from 155 s to 45 s (same rows, compared value by value).
 -#}
-{%- set genres = var('movielens_genres') -%}
-{%- set history_size = var('user_history_size') -%}
+{%- set genres = var('movielens_genres') | sort -%}
+{%- set history_size = var('user_history_size') | int -%}
 {%- set recent_positives = 5 -%}
+{%- set genre_bits = 7 -%}
+{%- set genres_per_integer = 9 -%}
+{%- set packs = genres | batch(genres_per_integer) | list -%}
+{%- if history_size >= 2 ** genre_bits -%}
+{{ exceptions.raise_compiler_error("user_profiles packs genre counts in " ~ genre_bits ~ " bits: var user_history_size must be below " ~ 2 ** genre_bits) }}
+{%- endif -%}
+{%- if genres | length > 32 -%}
+{{ exceptions.raise_compiler_error("user_profiles names a genre by 5 bits of its sort key: at most 32 genres in var movielens_genres") }}
+{%- endif %}
 
 with
 
 ratings as (
     select * from {{ ref('int_ratings_sequenced') }}
+),
+
+movie_genre_bits as (
+    -- Per movie, 1 << (7 * slot) for each of its genres, in the integer of the genre's pack.
+    select
+        movie_id,
+        {%- for pack in packs %}
+        {%- set pack_index = loop.index %}
+        {% for genre in pack -%}
+        case when list_contains(genres, '{{ genre }}') then {{ 2 ** (genre_bits * loop.index0) }} else 0 end
+        {%- if not loop.last %} + {% endif %}
+        {%- endfor %} as genre_bits_{{ pack_index }}{{ "," if not loop.last }}
+        {%- endfor %}
+    from {{ ref('int_movies_parsed') }}
 ),
 
 data_set as (
@@ -20,78 +52,117 @@ data_set as (
 
 windowed as (
     select
-        user_id,
-        rated_at,
-        user_rating_seq,
-        count(*) over recent as user_rating_count,
-        avg(rating) over recent as user_avg_rating,
-        stddev_samp(rating) over recent as user_rating_stddev,
-        avg(release_year) over recent as user_avg_release_year,
-        stddev_samp(release_year) over recent as user_release_year_stddev,
-        {%- for genre in genres %}
-        sum(case when is_positive and list_contains(genres, '{{ genre }}') then 1 else 0 end) over recent
-            as positive_genre_count_{{ loop.index }}{{ "," if not loop.last }}
+        ratings.user_id,
+        ratings.rated_at,
+        -- The next rating (in time) of the user; the last rating of a second is where its state is complete.
+        lag(ratings.rated_at) over recent as next_rated_at,
+        least(ratings.user_rating_seq, {{ history_size }}) as user_rating_count,
+        sum(cast(ratings.rating * 2 as bigint)) over recent as half_star_sum,
+        sum(cast(ratings.rating * 2 as bigint) * cast(ratings.rating * 2 as bigint)) over recent as half_star_square_sum,
+        count(ratings.release_year) over recent as year_count,
+        sum(cast(ratings.release_year as bigint)) over recent as year_sum,
+        sum(cast(ratings.release_year as bigint) * ratings.release_year) over recent as year_square_sum,
+        {%- for pack in packs %}
+        cast(sum(case when ratings.is_positive then bits.genre_bits_{{ loop.index }} else 0 end) over recent as bigint)
+            as positive_genre_counts_{{ loop.index }},
+        {%- endfor %}
+        {%- for rank in range(1, recent_positives + 1) %}
+        nth_value(case when ratings.is_positive then ratings.movie_id end, {{ rank }} ignore nulls) over recent
+            as user_rated_movie_{{ rank }}{{ "," if not loop.last }}
         {%- endfor %}
     from ratings
+    inner join movie_genre_bits as bits on ratings.movie_id = bits.movie_id
     window recent as (
-        partition by user_id order by user_rating_seq
-        rows between {{ history_size - 1 }} preceding and current row
+        partition by ratings.user_id order by ratings.user_rating_seq desc
+        rows between current row and {{ history_size - 1 }} following
     )
 ),
 
 after_each_second as (
     -- Ratings given in the same second become visible together: keep the state after the last of them.
     select * from windowed
-    qualify user_rating_seq = max(user_rating_seq) over (partition by user_id, rated_at)
+    where next_rated_at is distinct from rated_at
 ),
 
-positives_chained as (
-    -- Each positive rating with the positives before it, most recent first.
+genre_keys_ranked_0 as (
+    -- Each genre's sort key: count * 32 + (31 - its place in the sorted vocabulary). Keys are distinct, larger
+    -- means more positives (ties: earlier name), key % 32 names the genre back and key < 32 means no positive.
     select
-        user_id,
-        user_rating_seq,
-        {%- for back in range(recent_positives) %}
-        lag(movie_id, {{ back }}) over by_time as positive_movie_{{ back + 1 }},
-        lag(user_rating_seq, {{ back }}) over by_time as positive_seq_{{ back + 1 }}{{ "," if not loop.last }}
+        *,
+        {%- for pack in packs %}
+        {%- set pack_index = loop.index %}
+        {%- set pack_last = loop.last %}
+        {%- for genre in pack %}
+        ((positive_genre_counts_{{ pack_index }} >> {{ genre_bits * loop.index0 }}) & {{ 2 ** genre_bits - 1 }}) * 32
+            + {{ 31 - (pack_index - 1) * genres_per_integer - loop.index0 }} as genre_key_{{ (pack_index - 1) * genres_per_integer + loop.index }}{{ "," if not (pack_last and loop.last) }}
         {%- endfor %}
-    from ratings
-    where is_positive
-    window by_time as (partition by user_id order by user_rating_seq)
+        {%- endfor %}
+    from after_each_second
+),
+
+{% for rank in range(1, 6) -%}
+genre_keys_ranked_{{ rank }} as (
+    -- Genre number {{ rank }}: the largest key{{ " below number " ~ (rank - 1) if rank > 1 }}. A top 5 in scalar
+    -- expressions: at 25M rows, sorting a list per row took 40 s of this model's 62.
+    select
+        *,
+        greatest(
+            {%- for genre in genres %}
+            {%- if rank == 1 %}
+            genre_key_{{ loop.index }}{{ "," if not loop.last }}
+            {%- else %}
+            case when genre_key_{{ loop.index }} < top_genre_key_{{ rank - 1 }} then genre_key_{{ loop.index }} else 0 end{{ "," if not loop.last }}
+            {%- endif %}
+            {%- endfor %}
+        ) as top_genre_key_{{ rank }}
+    from genre_keys_ranked_{{ rank - 1 }}
+),
+
+{% endfor -%}
+
+top_genres as (
+    select
+        *,
+        {%- for rank in range(1, 6) %}
+        case when top_genre_key_{{ rank }} >= 32 then
+            case top_genre_key_{{ rank }} % 32
+                {%- for genre in genres %} when {{ 31 - loop.index0 }} then '{{ genre }}'{% endfor %}
+            end
+        end as user_genre_{{ rank }}{{ "," if not loop.last }}
+        {%- endfor %}
+    from genre_keys_ranked_5
 ),
 
 profiles as (
     select
-        state.user_id,
-        state.rated_at + 1 as valid_from,
-        state.rated_at as user_last_rated_at,
-        state.user_rating_count,
-        state.user_avg_rating,
-        state.user_rating_stddev,
-        state.user_avg_release_year,
-        state.user_release_year_stddev,
-        -- Only positives inside the same window of recent ratings count, as for every other user feature.
-        list_filter([
-            {%- for rank in range(1, recent_positives + 1) %}
-            case when chain.positive_seq_{{ rank }} > state.user_rating_seq - {{ history_size }}
-                then chain.positive_movie_{{ rank }} end{{ "," if not loop.last }}
-            {%- endfor %}
-        ], lambda movie_id: movie_id is not null) as user_rated_movie_ids,
-        -- Genres by positive count, most first; ties by genre name.
-        list_transform(
-            list_filter(
-                list_sort([
-                    {%- for genre in genres %}
-                    {'negated_count': -state.positive_genre_count_{{ loop.index }}, 'genre': '{{ genre }}'}{{ "," if not loop.last }}
-                    {%- endfor %}
-                ]),
-                lambda ranked: ranked.negated_count < 0
-            ),
-            lambda ranked: ranked.genre
-        )[1:5] as user_genres
-    from after_each_second as state
-    asof left join positives_chained as chain
-        on state.user_id = chain.user_id
-        and state.user_rating_seq >= chain.user_rating_seq
+        user_id,
+        rated_at + 1 as valid_from,
+        rated_at as user_last_rated_at,
+        user_rating_count,
+        half_star_sum / (2.0 * user_rating_count) as user_avg_rating,
+        case when user_rating_count > 1 then sqrt(
+            (user_rating_count * half_star_square_sum - half_star_sum * half_star_sum)
+            / (4.0 * user_rating_count * (user_rating_count - 1))
+        ) end as user_rating_stddev,
+        case when year_count > 0 then year_sum / year_count end as user_avg_release_year,
+        case when year_count > 1 then sqrt(
+            (year_count * year_square_sum - year_sum * year_sum) / (year_count * (year_count - 1.0))
+        ) end as user_release_year_stddev,
+        -- The lists of the flat columns: their non-null values come first, so a slice drops the nulls.
+        {%- for name, prefix in [("user_rated_movie_ids", "user_rated_movie_"), ("user_genres", "user_genre_")] %}
+        [
+            {%- for rank in range(1, 6) %}{{ prefix }}{{ rank }}{{ ", " if not loop.last }}{% endfor -%}
+        ][1:
+            {%- for rank in range(1, 6) %}({{ prefix }}{{ rank }} is not null)::int{{ " + " if not loop.last }}{% endfor -%}
+        ] as {{ name }},
+        {%- endfor %}
+        {%- for rank in range(1, 6) %}
+        user_rated_movie_{{ rank }},
+        {%- endfor %}
+        {%- for rank in range(1, 6) %}
+        user_genre_{{ rank }}{{ "," if not loop.last }}
+        {%- endfor %}
+    from top_genres
 ),
 
 no_history as (
@@ -105,7 +176,13 @@ no_history as (
         cast(null as double) as user_avg_release_year,
         cast(null as double) as user_release_year_stddev,
         cast([] as integer[]) as user_rated_movie_ids,
-        cast([] as varchar[]) as user_genres
+        cast([] as varchar[]) as user_genres,
+        {%- for rank in range(1, 6) %}
+        cast(null as integer) as user_rated_movie_{{ rank }},
+        {%- endfor %}
+        {%- for rank in range(1, 6) %}
+        cast(null as varchar) as user_genre_{{ rank }}{{ "," if not loop.last }}
+        {%- endfor %}
     from (select distinct user_id from ratings) as users
     cross join data_set
 ),
@@ -113,12 +190,6 @@ no_history as (
 final as (
     select
         *,
-        {%- for rank in range(1, recent_positives + 1) %}
-        user_rated_movie_ids[{{ rank }}] as user_rated_movie_{{ rank }},
-        {%- endfor %}
-        {%- for rank in range(1, 6) %}
-        user_genres[{{ rank }}] as user_genre_{{ rank }},
-        {%- endfor %}
         -- Feast reads time as a timestamp.
         to_timestamp(valid_from) as valid_from_timestamp
     from (

@@ -9,7 +9,7 @@ renamed as (
         cast(userId as integer) as user_id,
         cast(movieId as integer) as movie_id,
         tag,
-        cast("timestamp" as bigint) as tagged_at
+        cast({{ adapter.quote('timestamp') }} as bigint) as tagged_at
     from source
 )
 
