@@ -48,7 +48,19 @@ def open_feature_store(paths: Paths | None = None, online_store: str | None = No
     from feast import FeatureStore
 
     export_feast_environment(paths or Paths.from_env())
+    bound_offline_store_memory()
     return FeatureStore(repo_path=str(FEATURE_REPO_DIR), fs_yaml_file=feature_store_yaml(online_store))
+
+
+def bound_offline_store_memory() -> None:
+    """Give Feast's DuckDB offline store (ibis's default DuckDB backend) the memory limit dbt's DuckDB has.
+
+    Unbounded, DuckDB may take 80 % of RAM: materialising the 25M-rating marts (latest row per user out of 25M
+    rows) was killed by the kernel at 24 GB. Bounded, it spills to disk instead."""
+    import ibis
+
+    limit = os.environ.get("EAGLEREC_DUCKDB_MEMORY_LIMIT", "4GB")
+    ibis.set_backend(ibis.duckdb.connect(memory_limit=limit, preserve_insertion_order=False))
 
 
 def apply_feature_repo(paths: Paths | None = None, online_store: str | None = None) -> None:
