@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from pathlib import Path
 
@@ -125,16 +126,17 @@ def redis_address(tmp_path_factory: pytest.TempPathFactory):
     server.wait(timeout=10)
 
 
-@pytest.fixture(scope="session")
-def tracking_uri(tmp_path_factory: pytest.TempPathFactory):
-    """A real MLflow tracking server (SQLite backend, local artifacts) on a free loopback port, stopped by PID."""
+@contextlib.contextmanager
+def running_tracking_server(root: Path):
+    """A real MLflow tracking server (SQLite backend, local artifacts under root) on a free loopback port; yields
+    its URI and stops it by PID."""
     import os
     import signal
 
     from training.tracking import start_tracking_server, wait_for_tracking_server
 
     port = find_free_port()
-    server = start_tracking_server(Paths(tmp_path_factory.mktemp("mlflow")), port=port)
+    server = start_tracking_server(Paths(root), port=port)
     uri = f"http://127.0.0.1:{port}"
     try:
         wait_for_tracking_server(uri, server)
@@ -143,6 +145,13 @@ def tracking_uri(tmp_path_factory: pytest.TempPathFactory):
         # The server runs gunicorn/uvicorn workers in its own session: stop the whole group.
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def tracking_uri(tmp_path_factory: pytest.TempPathFactory):
+    """The session's MLflow server, shared by the modules that train and register."""
+    with running_tracking_server(tmp_path_factory.mktemp("mlflow")) as uri:
+        yield uri
 
 
 @pytest.fixture(scope="session")

@@ -36,7 +36,7 @@ def load_ranking_data(paths: Paths, user_fraction: float = 1.0, seed: int = 42) 
     validate_training_frame(examples, expected_rows=len(examples), name="rating_examples")
     catalogue = pd.read_parquet(paths.marts / "movie_catalog.parquet", columns=["movie_id", "genres"])
     genres = sorted({genre for movie_genres in catalogue["genres"] for genre in movie_genres})
-    splits = {name: frame.reset_index(drop=True) for name, frame in examples.groupby("split")}
+    splits = {name: frame.reset_index(drop=True) for name, frame in examples.groupby("split", observed=True)}
     return RankingData(splits["train"], splits["validation"], splits["test"], catalogue["movie_id"].tolist(), genres)
 
 

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
+from tests.conftest import running_tracking_server
 from training.compare import compare_models, write_comparison
 from training.embeddings import (
     EMBEDDING_MODELS,
@@ -28,6 +29,16 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 PARAMS = {"two_tower": TwoTowerParams(embedding_dim=8, hidden_units=16, epochs=1)}
 SKIPGRAM = EmbeddingParams(embedding_dim=8, epochs=1, walks_per_movie=1)
+
+
+@pytest.fixture(scope="module")
+def tracking_uri(tmp_path_factory):
+    """A registry of this module's own: its tests assert which version the gate made champion, which depends on
+    every retriever registered before (the session's serving fixture registers one that can tie the best here)."""
+    previous = mlflow.get_tracking_uri()
+    with running_tracking_server(tmp_path_factory.mktemp("mlflow_retrievers")) as uri:
+        yield uri
+    mlflow.set_tracking_uri(previous)
 
 
 @pytest.fixture(scope="module")
