@@ -50,3 +50,29 @@ def test_parquet_marts_have_the_documented_columns(mart, built_paths):
         # Flat: user_profiles' two list columns are there as their _1.._5 columns only.
         expected -= {"valid_from", "valid_from_timestamp", "user_rated_movie_ids", "user_genres"}
         assert set(written) == expected
+
+
+@pytest.mark.parametrize(("dbt_vars", "message"), [
+    ({"user_history_size": 128}, "var user_history_size must be below 128"),
+    ({"movielens_genres": [f"genre {n:02d}" for n in range(33)]}, "at most 32 genres"),
+])
+def test_user_profiles_refuses_vars_its_packed_genre_counts_cannot_hold(dbt_vars, message, tmp_path):
+    """user_profiles packs per-genre counts in 7 bits and names a genre by 5 bits: settings beyond that must stop
+    the build at compile time rather than give wrong counts. A history of 127 still compiles."""
+    import json
+    import os
+    import subprocess
+
+    from eaglerec.features import find_dbt
+
+    def compile_user_profiles(values: dict) -> subprocess.CompletedProcess:
+        env = {**os.environ, "EAGLEREC_HOME": str(tmp_path), "DBT_TARGET_PATH": str(tmp_path / "target"),
+               "DBT_LOG_PATH": str(tmp_path / "logs")}
+        return subprocess.run([find_dbt(), "compile", "--select", "user_profiles", "--project-dir",
+                               str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR), "--vars",
+                               json.dumps(values)], env=env, cwd=DBT_PROJECT_DIR, capture_output=True, text=True)
+
+    refused = compile_user_profiles(dbt_vars)
+    assert refused.returncode != 0 and message in refused.stdout + refused.stderr
+    if "user_history_size" in dbt_vars:
+        assert compile_user_profiles({"user_history_size": 127}).returncode == 0
