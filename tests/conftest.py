@@ -130,9 +130,7 @@ def redis_address(tmp_path_factory: pytest.TempPathFactory):
 def running_tracking_server(root: Path):
     """A real MLflow tracking server (SQLite backend, local artifacts under root) on a free loopback port; yields
     its URI and stops it by PID."""
-    import os
-    import signal
-
+    from eaglerec.processes import stop_process
     from training.tracking import start_tracking_server, wait_for_tracking_server
 
     port = find_free_port()
@@ -143,8 +141,7 @@ def running_tracking_server(root: Path):
         yield uri
     finally:
         # The server runs gunicorn/uvicorn workers in its own session: stop the whole group.
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
+        stop_process(server)
 
 
 @pytest.fixture(scope="session")

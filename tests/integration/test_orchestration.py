@@ -7,9 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
-import sys
 import urllib.request
 from pathlib import Path
 
@@ -20,9 +18,9 @@ from mlflow import MlflowClient
 
 from eaglerec.features import MARTS
 from eaglerec.orchestration import AIRFLOW_BIN, airflow_environment, run_pipeline, start_airflow, stop_airflow
-from eaglerec.processes import wait_for_http
-from eaglerec.settings import BUNDLED_DATASET_DIR, REPO_ROOT, Paths
-from tests.conftest import find_free_port
+from eaglerec.processes import start_recommender, stop_process, wait_for_http
+from eaglerec.settings import BUNDLED_DATASET_DIR, Paths
+from tests.conftest import find_free_port, running_tracking_server
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -44,27 +42,20 @@ def write_small_release(folder: Path, users: int = 80) -> Path:
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory):
     """A fresh home with its own MLflow server and the small release; Airflow services stopped afterwards."""
-    from training.tracking import start_tracking_server, wait_for_tracking_server
-
     root = tmp_path_factory.mktemp("orchestration")
     paths = Paths(root / "home")
-    mlflow_port, airflow_port = find_free_port(), find_free_port()
-    server = start_tracking_server(paths, port=mlflow_port)
-    uri = f"http://127.0.0.1:{mlflow_port}"
     previous = os.environ.get("MLFLOW_TRACKING_URI")
-    os.environ["MLFLOW_TRACKING_URI"] = uri  # inherited by the Airflow services and their tasks
-    try:
-        wait_for_tracking_server(uri, server)
-        yield {"paths": paths, "uri": uri, "port": airflow_port,
-               "conf": {**CONF, "source": str(write_small_release(root / "ml-small-80"))}}
-    finally:
-        stop_airflow(paths)
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
-        if previous is None:
-            os.environ.pop("MLFLOW_TRACKING_URI", None)
-        else:
-            os.environ["MLFLOW_TRACKING_URI"] = previous
+    with running_tracking_server(paths.home) as uri:
+        os.environ["MLFLOW_TRACKING_URI"] = uri  # inherited by the Airflow services and their tasks
+        try:
+            yield {"paths": paths, "uri": uri, "port": find_free_port(),
+                   "conf": {**CONF, "source": str(write_small_release(root / "ml-small-80"))}}
+        finally:
+            stop_airflow(paths)
+            if previous is None:
+                os.environ.pop("MLFLOW_TRACKING_URI", None)
+            else:
+                os.environ["MLFLOW_TRACKING_URI"] = previous
 
 
 def airflow(platform, *args: str, timeout: float = 1200) -> subprocess.CompletedProcess:
@@ -120,10 +111,7 @@ def test_a_run_through_the_scheduler_and_rest_api_then_the_recommender_serves_it
 
     port = find_free_port()
     env = {**os.environ, "EAGLEREC_HOME": str(platform["paths"].home), "MLFLOW_TRACKING_URI": platform["uri"]}
-    service = subprocess.Popen([str(Path(sys.executable).with_name("bentoml")), "serve",
-                                "bentos.recommender.service:Recommender", "--host", "127.0.0.1", "--port", str(port)],
-                               cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               start_new_session=True)
+    service = start_recommender(port, platform["paths"].home / f"serve-{port}.log", env)
     try:
         wait_for_http(f"http://127.0.0.1:{port}/readyz", service, timeout=240, name="the recommender")
         request = urllib.request.Request(f"http://127.0.0.1:{port}/recommend", json.dumps({"user_id": 1, "k": 5})
@@ -132,5 +120,4 @@ def test_a_run_through_the_scheduler_and_rest_api_then_the_recommender_serves_it
             answer = json.loads(response.read())
         assert len(answer["items"]) == 5 and answer["ranker"].startswith("din v")
     finally:
-        os.killpg(service.pid, signal.SIGTERM)
-        service.wait(timeout=60)
+        stop_process(service, timeout=60)
