@@ -73,7 +73,6 @@ run-direct: install ## The same pipeline without Airflow: each stage's CLI in or
 	$(ML_BIN)/eaglerec feast-apply
 	$(ML_BIN)/eaglerec materialize
 	$(MAKE) --no-print-directory train
-	$(ML_BIN)/eaglerec materialize
 	$(MAKE) --no-print-directory serve
 
 test: install ## Run every test (unit, integration on the bundled data, contracts)
@@ -91,10 +90,9 @@ bench-features: install ## Benchmark ingest + gate + dbt build on synthetic data
 mlflow: install ## Start the MLflow tracking server and UI on 127.0.0.1:5000 (state in $EAGLEREC_HOME/mlflow)
 	$(ML_BIN)/eaglerec tracking-server start
 
-train: mlflow ## Train the baselines, five rankers and four retrievers on the marts, then compare them (make run first)
-	$(ML_BIN)/eaglerec train --all $(if $(EPOCHS),--epochs $(EPOCHS))
-	$(ML_BIN)/eaglerec train-retriever --all
-	$(ML_BIN)/eaglerec evaluate
+train: mlflow ## Train the catalogue's default models on the marts, then compare them (make run first; `eaglerec models`)
+	$(ML_BIN)/eaglerec train --defaults $(if $(EPOCHS),--epochs $(EPOCHS))
+	$(ML_BIN)/eaglerec compare
 
 bench-quality: train ## Train every model on the full bundled data and print the comparison table (same as train)
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import json
-import os
 import socket
 import time
 import urllib.request
@@ -24,6 +23,7 @@ import pandas as pd
 from eaglerec.processes import start_recommender, stop_process, wait_for_http
 from eaglerec.settings import Paths, apply_offline_env
 
+# A ranker the catalogue marks serve_latest, so that requests may name it.
 RANKER = "din"
 
 
@@ -63,9 +63,12 @@ def group_rss_mb(pid: int) -> float:
 
 def naive_recommend(engine, user_id: int, store, ranker) -> np.ndarray:
     """The slow way: the same candidates, every one's user and movie features read through the Feast SDK."""
+    from bentos.recommender.candidates import retrieve_candidates
+
     state = engine.read_user_state(user_id)
-    rated = engine.snapshot.catalogue.rated_positions(user_id, state.get("recent_movie_ids") or [])
-    movie_ids = engine.snapshot.catalogue.movie_ids[engine.retrieve(engine.snapshot, user_id, state, rated).positions]
+    request = engine.candidate_request(engine.snapshot, user_id, state)
+    proposed = retrieve_candidates(request, engine.sources, engine.config.max_candidates)
+    movie_ids = engine.snapshot.catalog.movie_ids[proposed.positions]
     frame = store.get_online_features(features=store.get_feature_service("ranker_v1"),
                                       entity_rows=[{"user_id": user_id, "movie_id": int(m)} for m in movie_ids]).to_df()
     return np.asarray(ranker.score_batch(ranker.encoder.encode(frame))).ravel()
@@ -87,7 +90,7 @@ def main() -> None:
     log = (paths.home / "bench" / "serving.log")
     log.parent.mkdir(parents=True, exist_ok=True)
     log.unlink(missing_ok=True)
-    server = start_recommender(port, log, {**os.environ, "EAGLEREC_EXTRA_RANKERS": RANKER})
+    server = start_recommender(port, log)
     try:
         wait_for_http(f"{base}/readyz", server, timeout=300, name="the recommender")
         time_requests(base, users[:50], 1)  # warm-up
@@ -102,16 +105,15 @@ def main() -> None:
     finally:
         stop_process(server, timeout=60)
 
-    from bentos.recommender.serving import RecommendationEngine
+    from bentos.recommender.engine import RecommendationEngine
 
-    os.environ["EAGLEREC_EXTRA_RANKERS"] = RANKER
     engine = RecommendationEngine()
-    ranker = engine.snapshot.models.extra_rankers[RANKER]
+    ranker = engine.snapshot.models.named_rankers[RANKER]
     sample = users[:40]
     fast, naive = [], []
     for user_id in sample:
         started = time.perf_counter()
-        engine.recommend(user_id, 10, model=RANKER)
+        engine.recommend(user_id, 10, ranker=RANKER)
         fast.append(time.perf_counter() - started)
         started = time.perf_counter()
         naive_recommend(engine, user_id, engine.store, ranker)

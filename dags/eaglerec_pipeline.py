@@ -9,55 +9,67 @@ The whole EagleRec platform, from a MovieLens release to the served champion, in
    name, with their data tests);
 3. **Feast**: apply the feature repo, materialise the latest feature states online;
 4. the **training-set gate** on `rating_examples`;
-5. **train** every ranker and retriever in parallel (registered in MLflow, not yet gated), then **compare** them
-   (the comparison table in MLflow) and **promote**: the champion gate, one version at a time;
-6. **publish** the champion retriever's embeddings to Feast, **reload** the running recommender and **build** the
-   bento.
+5. **train** the models chosen in the run's `models` param, one mapped task each (shown by model name), registered in
+   MLflow but not gated yet; the choice list and its defaults come from the model catalogue
+   (`eaglerec/contracts/models.toml`; `eaglerec models` lists it). Then **compare** them (the comparison table in
+   MLflow) and **promote**: the champion gate, one version at a time;
+6. **reload** the running recommender and **build** the bento.
 
-Every task calls the `eaglerec` CLI of the ML environment (this file only orchestrates) and is idempotent: re-running
-a task or the DAG rebuilds the same outputs. Params choose the release, the models, the epochs and the split.
+Every task calls the `eaglerec` CLI of the ML environment on this repository's code (this file only orchestrates)
+and is idempotent: re-running a task or the DAG rebuilds the same outputs. Params choose the release, the models,
+the epochs and the split.
 """
 
 from __future__ import annotations
 
 import os
 import shlex
+import tomllib
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from airflow.sdk import Asset, Param, TaskGroup, dag, task
+from airflow.sdk import Asset, Param, TaskGroup, dag, get_current_context, task
 
 REPO = Path(__file__).resolve().parents[1]
 # The ML environment's commands (Airflow's own environment holds Airflow only).
 ML_BIN = Path(os.environ.get("EAGLEREC_ML_BIN", REPO / ".venvs" / "ml" / "bin"))
 EAGLEREC = shlex.quote(str(ML_BIN / "eaglerec"))
 BUNDLED = str(REPO / "data" / "sample" / "ml-latest-small")
-RANKERS = ["popularity", "logistic_regression", "embedding_mlp", "wide_and_deep", "neural_cf", "deepfm", "din"]
-RETRIEVERS = ["popularity", "cooccurrence", "item2vec", "deepwalk", "two_tower"]
-MARTS = ["movie_profiles", "user_profiles", "user_recent_activity", "rating_events", "rating_examples",
-         "user_watch_sequences", "movie_catalog"]
-# A training task skips itself (exit code 99) when its model is not among the run's params.
-SKIPPED = 99
-
-
+# The model catalogue and the marts, read from the files that define them: data, not imports.
+CATALOGUE = tomllib.loads((REPO / "eaglerec" / "contracts" / "models.toml").read_text())["models"]
+MARTS = sorted(path.stem for path in (REPO / "dbt_project" / "models" / "marts").glob("*.sql"))
+# Tasks run this repository's code (the one next to this file), whatever else the ML environment has installed.
+TASK_ENV = {"PYTHONPATH": str(REPO)}
 EPOCHS = "{{ '--epochs ' ~ params.epochs if params.epochs else '' }}"
 
 
-def run_eaglerec(task_id: str, *commands: str, chosen_in: str | None = None, **task_options):
-    """A task running `eaglerec <command>` (several in turn, each must succeed). With chosen_in, it runs only if
-    its model is in that params list; otherwise it exits 99 and shows as skipped."""
-    script = " && ".join(f"{EAGLEREC} {command}" for command in commands)
-    if chosen_in:
-        model = task_id.split("_", 1)[1]
-        script = (f"if echo '{{{{ params.{chosen_in} | tojson }}}}' | grep -q '\"{model}\"'; then {script}; "
-                  f"else echo '{model} not chosen in params.{chosen_in}'; exit {SKIPPED}; fi")
-        task_options["skip_on_exit_code"] = SKIPPED
+def describe_model(name: str) -> str:
+    entry = CATALOGUE[name]
+    return f"{name} ({entry['kind']}{', baseline' if entry['baseline'] else ''}): {entry['description']}"
 
-    @task.bash(task_id=task_id, **task_options)
+
+def run_eaglerec(task_id: str, *commands: str, **task_options):
+    """A task running `eaglerec <command>` (several in turn, each must succeed)."""
+    script = " && ".join(f"{EAGLEREC} {command}" for command in commands)
+
+    @task.bash(task_id=task_id, env=TASK_ENV, append_env=True, **task_options)
     def run() -> str:
         return script
 
     return run()
+
+
+@task
+def choose_models() -> list[str]:
+    """The models this run trains: its `models` param (the trigger form checked the names against the catalogue)."""
+    return list(get_current_context()["params"]["models"])
+
+
+@task.bash(env=TASK_ENV, append_env=True, map_index_template="{{ model_name }}")
+def train(model: str) -> str:
+    """Train one model of the catalogue, log it to MLflow and register it without the gate (promote gates)."""
+    get_current_context()["model_name"] = model
+    return f"{EAGLEREC} train --model {shlex.quote(model)} {EPOCHS} --no-gate"
 
 
 @dag(
@@ -76,12 +88,13 @@ def run_eaglerec(task_id: str, *commands: str, chosen_in: str | None = None, **t
         "dataset": Param("ml-latest-small", type="string", pattern=r"^[A-Za-z0-9._-]+$",
                          description="its name under $EAGLEREC_HOME/raw/"),
         "split_method": Param("per_user_time", enum=["per_user_time", "global_time", "random"]),
-        "rankers": Param(RANKERS, type="array", items={"type": "string", "enum": RANKERS},
-                         description="rankers and baselines to train"),
-        "retrievers": Param(RETRIEVERS, type="array", items={"type": "string", "enum": RETRIEVERS},
-                            description="retrievers to train"),
+        "models": Param([name for name, entry in CATALOGUE.items() if entry["default"]], type="array",
+                        items={"type": "string", "enum": list(CATALOGUE)}, examples=list(CATALOGUE),
+                        values_display={name: describe_model(name) for name in CATALOGUE}, title="Models to train",
+                        description="models of the catalogue (eaglerec/contracts/models.toml) to train; "
+                                    "default: those it trains by default"),
         "epochs": Param(None, type=["null", "integer"], minimum=1, maximum=100,
-                        description="epochs of every model (empty: each model's default)"),
+                        description="epochs of every model that trains in epochs (empty: each model's default)"),
     },
 )
 def eaglerec_pipeline():
@@ -97,25 +110,19 @@ def eaglerec_pipeline():
     feast_apply = run_eaglerec("feast_apply", "feast-apply")
     materialize = run_eaglerec("materialize", "materialize")
     training_set_gate = run_eaglerec("training_set_gate", "validate-training-set")
-    with TaskGroup("train", tooltip="every model in parallel; the champion gate runs later") as train:
-        for model in RANKERS:
-            run_eaglerec(f"ranker_{model}", f"train --model {model} {EPOCHS} --no-gate", chosen_in="rankers")
-        for model in RETRIEVERS:
-            run_eaglerec(f"retriever_{model}", f"train-retriever --model {model} {EPOCHS} --no-gate",
-                         chosen_in="retrievers")
-    compare = run_eaglerec("compare", "evaluate", trigger_rule="none_failed")
-    promote = run_eaglerec("promote", "promote ranker --pending", "promote retriever --pending",
-                           trigger_rule="none_failed")
-    publish_embeddings = run_eaglerec("publish_embeddings", "materialize")
+    models = choose_models()
+    trained = train.expand(model=models)
+    compare = run_eaglerec("compare", "compare", trigger_rule="none_failed")
+    promote = run_eaglerec("promote", "promote --pending", trigger_rule="none_failed")
     reload_recommender = run_eaglerec("reload_recommender", "serve reload")
 
-    @task.bash
+    @task.bash(env=TASK_ENV, append_env=True)
     def build_bento() -> str:
         bentoml = shlex.quote(str(ML_BIN / "bentoml"))
         return f"cd {shlex.quote(str(REPO))} && {bentoml} build -f bentos/recommender/bentofile.yaml . -o tag"
 
-    ingest >> raw_gate >> dbt >> feast_apply >> materialize >> training_set_gate >> train >> compare >> promote
-    promote >> publish_embeddings >> reload_recommender
+    ingest >> raw_gate >> dbt >> feast_apply >> materialize >> training_set_gate >> models
+    trained >> compare >> promote >> reload_recommender
     promote >> build_bento()
 
 

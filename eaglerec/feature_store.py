@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from eaglerec.contracts.names import RANKER_SERVICE
 from eaglerec.near_line import MovieFacts, fold_rating, profile_from_activity
 from eaglerec.settings import REPO_ROOT, Paths
 
@@ -16,7 +17,6 @@ FEATURE_REPO_DIR = REPO_ROOT / "feature_repo"
 # The online store is chosen by configuration: each name selects a feature_store YAML of the same repo.
 ONLINE_STORE_FILES = {"sqlite": "feature_store.yaml", "redis": "feature_store.redis.yaml"}
 DEFAULT_REDIS_ADDRESS = "127.0.0.1:6379"
-RANKER_SERVICE = "ranker_v1"
 # MovieLens has no ratings before 1995: a first materialisation from here loads every as-of state.
 HISTORY_START = datetime(1995, 1, 1, tzinfo=UTC)
 
@@ -76,7 +76,7 @@ def apply_feature_repo(paths: Paths | None = None, online_store: str | None = No
         sys.path.insert(0, str(FEATURE_REPO_DIR))
     forget_repo_modules()
     try:
-        # Embedding tables appear only once training has run: sources are not read at apply time.
+        # Sources are read when materialising, not now: the repo can be registered before the marts exist.
         apply_total(config, FEATURE_REPO_DIR, skip_source_validation=True)
     finally:
         os.chdir(cwd)

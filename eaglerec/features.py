@@ -9,15 +9,42 @@ import subprocess
 import sys
 from pathlib import Path
 
+from eaglerec.contracts.names import RAW_GATE_RECORD
+from eaglerec.files import compute_sha256
 from eaglerec.settings import DBT_PROJECT_DIR, Paths
 
 SPLIT_METHODS = ("per_user_time", "global_time", "random")
-MARTS = ("movie_profiles", "user_profiles", "user_recent_activity", "rating_events", "rating_examples",
-         "user_watch_sequences", "movie_catalog")
+# The marts are the dbt project's models/marts/*.sql: one parquet file each (the DAG reads the same folder).
+MARTS_DIR = DBT_PROJECT_DIR / "models" / "marts"
+
+
+def list_marts() -> list[str]:
+    """The marts' names, from the dbt project."""
+    return sorted(path.stem for path in MARTS_DIR.glob("*.sql"))
 
 
 class FeatureBuildError(Exception):
     """dbt build failed; dbt's own output above the message names the failing models and tests."""
+
+
+class UngatedReleaseError(FeatureBuildError):
+    """The release did not pass the raw gate, or changed since it did: nothing is built from it."""
+
+
+def require_passed_gate(raw_dir: Path) -> dict:
+    """Return the raw gate's record of a dataset, or raise UngatedReleaseError if its files are unvalidated or
+    changed since."""
+    raw_dir = Path(raw_dir)
+    record = raw_dir / RAW_GATE_RECORD
+    if not record.exists():
+        raise UngatedReleaseError(f"{raw_dir}: no passed raw gate recorded ({RAW_GATE_RECORD} missing): run "
+                                  "`eaglerec validate` first; the marts are unchanged")
+    recorded = json.loads(record.read_text())
+    changed = [name for name, sha in recorded["checksums"].items() if compute_sha256(raw_dir / name) != sha]
+    if changed:
+        problems = "; ".join(f"{name}: changed since it was validated" for name in changed)
+        raise UngatedReleaseError(f"{raw_dir}: {problems}; validate again (the marts are unchanged)")
+    return recorded
 
 
 def find_dbt() -> str:
@@ -38,9 +65,7 @@ def record_build(paths: Paths, dataset: str, dbt_vars: dict, marts_dir: Path) ->
     """
     import hashlib
 
-    from eaglerec.files import compute_sha256
-
-    gate = json.loads((paths.raw_dataset(dataset) / "_gate.json").read_text())
+    gate = require_passed_gate(paths.raw_dataset(dataset))
     code = hashlib.sha256()
     for path in sorted(DBT_PROJECT_DIR.rglob("*")):
         if path.is_file() and path.suffix in (".sql", ".yml") and "target" not in path.parts:
@@ -57,7 +82,6 @@ def build_features(dataset: str, paths: Paths | None = None, split_method: str =
     replaces $EAGLEREC_HOME/marts in one rename once every model and test passed: readers never see half-written
     marts, and a failed or killed build leaves the previous ones in place."""
     from eaglerec.files import replace_dir
-    from expectations.gate import require_passed_gate
 
     paths = paths or Paths.from_env()
     if split_method not in SPLIT_METHODS:

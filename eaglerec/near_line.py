@@ -1,6 +1,6 @@
 """The near-line path: fold a rating event into a user's recent activity and recompute their profile, as dbt does.
 
-dbt computes user_profiles from each user's last 100 ratings; user_recent_activity holds exactly those ratings.
+dbt computes user_profiles from each user's last USER_HISTORY_SIZE ratings; user_recent_activity holds exactly those.
 So a rating event can update both views online at once: the profile recomputed here equals the row dbt would
 build after the same ratings (tests prove it on every user of the bundled data).
 """
@@ -12,10 +12,9 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-HISTORY_SIZE = 100
-RECENT_POSITIVES = 5
+from eaglerec.contracts.names import LIKED_MOVIE_COUNT, USER_HISTORY_SIZE, select_liked
+
 TOP_GENRES = 5
-POSITIVE_RATING = 3.5
 
 
 @dataclass(frozen=True)
@@ -34,7 +33,7 @@ def fold_rating(activity: dict, movie_id: int, rating: float, rated_at: int) -> 
                if movie != movie_id]  # a re-rating replaces the earlier rating, as in MovieLens
     ratings.append((rated_at, movie_id, rating))
     ratings.sort(reverse=True)
-    ratings = ratings[:HISTORY_SIZE]
+    ratings = ratings[:USER_HISTORY_SIZE]
     return {
         "recent_rated_ats": [at for at, _, _ in ratings],
         "recent_movie_ids": [movie for _, movie, _ in ratings],
@@ -50,10 +49,10 @@ def profile_from_activity(activity: dict, movies: Mapping[int, MovieFacts]) -> d
     """Return the user_profiles features of a user whose last ratings are `activity` (most recent first)."""
     movie_ids, ratings = activity["recent_movie_ids"], activity["recent_ratings"]
     years = [movies[movie].release_year for movie in movie_ids if movies[movie].release_year is not None]
-    positives = [movie for movie, stars in zip(movie_ids, ratings) if stars >= POSITIVE_RATING]
-    genre_counts = Counter(genre for movie in positives for genre in movies[movie].genres)
+    liked = select_liked(movie_ids, ratings)
+    genre_counts = Counter(genre for movie in liked for genre in movies[movie].genres)
     genres = [genre for genre, _ in sorted(genre_counts.items(), key=lambda item: (-item[1], item[0]))][:TOP_GENRES]
-    rated_movie_ids = positives[:RECENT_POSITIVES]
+    liked_movie_ids = liked[:LIKED_MOVIE_COUNT]
     profile = {
         "user_last_rated_at": activity["recent_rated_ats"][0] if movie_ids else None,
         "user_rating_count": len(ratings),
@@ -61,11 +60,11 @@ def profile_from_activity(activity: dict, movies: Mapping[int, MovieFacts]) -> d
         "user_rating_stddev": sample_stddev(ratings),
         "user_avg_release_year": statistics.fmean(years) if years else None,
         "user_release_year_stddev": sample_stddev([float(year) for year in years]),
-        "user_rated_movie_ids": rated_movie_ids,
+        "user_liked_movie_ids": liked_movie_ids,
         "user_genres": genres,
     }
-    for rank in range(1, RECENT_POSITIVES + 1):
-        profile[f"user_rated_movie_{rank}"] = rated_movie_ids[rank - 1] if rank <= len(rated_movie_ids) else None
+    for rank in range(1, LIKED_MOVIE_COUNT + 1):
+        profile[f"user_liked_movie_{rank}"] = liked_movie_ids[rank - 1] if rank <= len(liked_movie_ids) else None
     for rank in range(1, TOP_GENRES + 1):
         profile[f"user_genre_{rank}"] = genres[rank - 1] if rank <= len(genres) else None
     return profile

@@ -50,14 +50,15 @@ def wait_for_http(url: str, process: subprocess.Popen | None = None, timeout: fl
     raise RuntimeError(f"{name} at {url} not ready after {timeout:.0f} s")
 
 
-def start_recommender(port: int | str, log: Path, env: dict | None = None, target: str = RECOMMENDER
-                      ) -> subprocess.Popen:
-    """`bentoml serve` of the recommender on 127.0.0.1:port, in its own process group, output appended to log.
-    The one place the service is started from: the CLI (make serve), the tests and the benchmarks."""
-    bentoml = Path(sys.executable).with_name("bentoml")
+def start_recommender(port: int | str, log: Path, env: dict | None = None, target: str = RECOMMENDER,
+                      bentoml: Path | None = None, cwd: Path = REPO_ROOT) -> subprocess.Popen:
+    """`bentoml serve` of the recommender (or of another target: a built bento) on 127.0.0.1:port, in its own process
+    group, output appended to log; by default this environment's bentoml, from the repository. The one place the
+    service is started from: the CLI (make serve), the tests and the benchmarks."""
+    bentoml = bentoml or Path(sys.executable).with_name("bentoml")
     with log.open("ab") as output:  # the child keeps its own copy of the descriptor
         return subprocess.Popen([str(bentoml), "serve", target, "--host", "127.0.0.1", "--port", str(port)],
-                                cwd=REPO_ROOT, env=env if env is not None else dict(os.environ), stdout=output,
+                                cwd=cwd, env=env if env is not None else dict(os.environ), stdout=output,
                                 stderr=subprocess.STDOUT, start_new_session=True)
 
 

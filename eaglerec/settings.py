@@ -60,10 +60,5 @@ class Paths:
     def exports(self) -> Path:
         return self.home / "exports"
 
-    @property
-    def embeddings(self) -> Path:
-        """Per model in <model>/; the champion retriever's tables at the top, where Feast's sources read them."""
-        return self.home / "embeddings"
-
     def raw_dataset(self, dataset: str) -> Path:
         return self.raw / dataset

@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from eaglerec.contracts.names import RAW_GATE_RECORD
 from eaglerec.files import compute_sha256
 from expectations.raw_suites import RAW_FILE_SPECS, RawFileSpec, build_text_suite, build_typed_suite
 
-GATE_FILE = "_gate.json"
 EXAMPLE_ROWS = 5
 # The header is line 1, so data row i (0-based) stands on line i + 2.
 FIRST_DATA_LINE = 2
@@ -163,7 +163,7 @@ def parse_typed(spec: RawFileSpec, frame: pd.DataFrame) -> pd.DataFrame:
 def validate_raw_dataset(raw_dir: Path, now: int | None = None) -> GateReport:
     """Validate every raw file of a dataset; on success record the gate result, else raise RawGateError."""
     raw_dir = Path(raw_dir)
-    gate_file = raw_dir / GATE_FILE
+    gate_file = raw_dir / RAW_GATE_RECORD
     # A stale pass must never outlive a new failure.
     gate_file.unlink(missing_ok=True)
     now = int(time.time()) if now is None else now
@@ -213,17 +213,3 @@ def validate_raw_dataset(raw_dir: Path, now: int | None = None) -> GateReport:
         "checksums": report.checksums, "expectations_run": expectations_run,
     }, indent=2))
     return report
-
-
-def require_passed_gate(raw_dir: Path) -> dict:
-    """Return the recorded gate result, or raise RawGateError if the files are unvalidated or changed since."""
-    raw_dir = Path(raw_dir)
-    gate_file = raw_dir / GATE_FILE
-    if not gate_file.exists():
-        raise RawGateError(raw_dir, [f"no passed raw gate recorded ({GATE_FILE} missing): "
-                                     "run `eaglerec validate` first"])
-    recorded = json.loads(gate_file.read_text())
-    changed = [name for name, sha in recorded["checksums"].items() if compute_sha256(raw_dir / name) != sha]
-    if changed:
-        raise RawGateError(raw_dir, [f"{name}: changed since it was validated; validate again" for name in changed])
-    return recorded

@@ -1,4 +1,4 @@
-"""One source per dbt mart or training output, named like it; push sources for the near-line path."""
+"""One source per dbt mart, named like it; push sources for the near-line path."""
 
 import os
 from pathlib import Path
@@ -6,10 +6,9 @@ from pathlib import Path
 from feast import FileSource, PushSource
 from feast.data_format import ParquetFormat
 
-# Where the marts and embeddings live: $EAGLEREC_HOME (the same default as the eaglerec package: ./var).
+# Where the marts live: $EAGLEREC_HOME (the same default as the eaglerec package: ./var).
 STATE_DIR = Path(os.environ.get("EAGLEREC_HOME", Path(__file__).resolve().parent.parent / "var"))
 MARTS_DIR = STATE_DIR / "marts"
-EMBEDDINGS_DIR = STATE_DIR / "embeddings"
 
 
 def parquet_source(folder: Path, name: str, timestamp_field: str) -> FileSource:
@@ -20,9 +19,6 @@ def parquet_source(folder: Path, name: str, timestamp_field: str) -> FileSource:
 user_profiles_source = parquet_source(MARTS_DIR, "user_profiles", "valid_from_timestamp")
 movie_profiles_source = parquet_source(MARTS_DIR, "movie_profiles", "valid_from_timestamp")
 user_recent_activity_source = parquet_source(MARTS_DIR, "user_recent_activity", "valid_from_timestamp")
-# Written by the training jobs (one row per entity and training run).
-movie_embeddings_source = parquet_source(EMBEDDINGS_DIR, "movie_embeddings", "embedded_at")
-user_embeddings_source = parquet_source(EMBEDDINGS_DIR, "user_embeddings", "embedded_at")
 
 # A rating event updates these two views online at once, without waiting for a batch run.
 user_profiles_push_source = PushSource(name="user_profiles_push", batch_source=user_profiles_source)

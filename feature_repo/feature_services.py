@@ -1,15 +1,9 @@
 """Feature services: each model's input contract, versioned (<model>_v<N>)."""
 
 from feast import FeatureService
-from feature_views import (
-    movie_embeddings_view,
-    movie_profiles_view,
-    user_embeddings_view,
-    user_profiles_view,
-    user_recent_activity_view,
-)
+from feature_views import movie_profiles_view, user_profiles_view, user_recent_activity_view
 
-# Every ranker (EmbeddingMLP, Wide&Deep, NeuralCF, DeepFM, DIN) reads the SparrowRecSys features.
+# Every ranker reads the SparrowRecSys features (eaglerec.contracts.features lists them).
 ranker_v1 = FeatureService(
     name="ranker_v1",
     features=[user_profiles_view, movie_profiles_view],
@@ -19,12 +13,13 @@ ranker_v1 = FeatureService(
 # What the recommender reads for one user in one online call.
 user_state_v1 = FeatureService(
     name="user_state_v1",
-    features=[user_profiles_view, user_recent_activity_view, user_embeddings_view],
-    description="The serving path's one online read for a user.",
+    features=[user_profiles_view, user_recent_activity_view],
+    description="The serving path's one online read for a user: profile and last ratings.",
 )
 
-retrieval_v1 = FeatureService(
-    name="retrieval_v1",
-    features=[movie_embeddings_view, movie_profiles_view],
-    description="Candidate movies' vectors and features for retrieval and ranking.",
+# What the recommender reads of every movie at start-up.
+movie_state_v1 = FeatureService(
+    name="movie_state_v1",
+    features=[movie_profiles_view],
+    description="The serving path's read of every movie's latest features, once at start-up.",
 )

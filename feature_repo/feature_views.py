@@ -1,17 +1,11 @@
-"""Feature views: one per mart or embedding table, with the same name."""
+"""Feature views: one per mart, with the same name."""
 
 from datetime import timedelta
 
-from data_sources import (
-    movie_embeddings_source,
-    movie_profiles_source,
-    user_embeddings_source,
-    user_profiles_push_source,
-    user_recent_activity_push_source,
-)
+from data_sources import movie_profiles_source, user_profiles_push_source, user_recent_activity_push_source
 from entities import movie, user
 from feast import FeatureView, Field
-from feast.types import Array, Float32, Float64, Int32, Int64, String
+from feast.types import Array, Float64, Int32, Int64, String
 
 # Rows are as-of states valid until the next one, so they never expire (0 = no TTL in Feast).
 NO_EXPIRY = timedelta(0)
@@ -29,9 +23,9 @@ user_profiles_view = FeatureView(
         Field(name="user_rating_stddev", dtype=Float64),
         Field(name="user_avg_release_year", dtype=Float64),
         Field(name="user_release_year_stddev", dtype=Float64),
-        Field(name="user_rated_movie_ids", dtype=Array(Int32)),
+        Field(name="user_liked_movie_ids", dtype=Array(Int32)),
         Field(name="user_genres", dtype=Array(String)),
-        *[Field(name=f"user_rated_movie_{rank}", dtype=Int32) for rank in range(1, 6)],
+        *[Field(name=f"user_liked_movie_{rank}", dtype=Int32) for rank in range(1, 6)],
         *[Field(name=f"user_genre_{rank}", dtype=String) for rank in range(1, 6)],
     ],
 )
@@ -65,22 +59,4 @@ user_recent_activity_view = FeatureView(
         Field(name="recent_ratings", dtype=Array(Float64)),
         Field(name="recent_rated_ats", dtype=Array(Int64)),
     ],
-)
-
-movie_embeddings_view = FeatureView(
-    name="movie_embeddings",
-    description="Movie vectors from the embedding training jobs (item2vec, DeepWalk, two-tower).",
-    entities=[movie],
-    ttl=NO_EXPIRY,
-    source=movie_embeddings_source,
-    schema=[Field(name="movie_embedding", dtype=Array(Float32))],
-)
-
-user_embeddings_view = FeatureView(
-    name="user_embeddings",
-    description="User vectors from the embedding training jobs.",
-    entities=[user],
-    ttl=NO_EXPIRY,
-    source=user_embeddings_source,
-    schema=[Field(name="user_embedding", dtype=Array(Float32))],
 )

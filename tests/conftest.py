@@ -158,21 +158,21 @@ def serving_registry(built_paths, tracking_uri, tmp_path_factory):
     import mlflow
     from mlflow import MlflowClient
 
+    from eaglerec.contracts.catalogue import load_catalogue
     from eaglerec.feature_store import apply_feature_repo, materialize_online, open_feature_store
-    from training.embeddings import EmbeddingParams, train_retriever
-    from training.rankers import RankerParams
-    from training.train import RANKER_MODEL_NAME, train_ranker
+    from training.train import train_model
 
     mlflow.set_tracking_uri(tracking_uri)
     home = Paths(tmp_path_factory.mktemp("serving") / "home")
     shutil.copytree(built_paths.marts, home.marts)
-    params = RankerParams(embedding_dim=8, hidden_units=(16,), epochs=1, batch_size=1024)
-    rankers = {name: train_ranker(name, home, params, user_fraction=0.3) for name in ("din", "neural_cf")}
-    retriever = train_retriever("item2vec", home, EmbeddingParams(embedding_dim=8, epochs=1))
+    small = {"embedding_dim": 8, "hidden_units": (16,), "epochs": 1, "batch_size": 1024}
+    rankers = {name: train_model(name, home, small, user_fraction=0.3) for name in ("din", "neural_cf")}
+    retriever = train_model("item2vec", home, {"embedding_dim": 8, "epochs": 1})
     client = MlflowClient(tracking_uri)
-    client.set_registered_model_alias(RANKER_MODEL_NAME, "champion", rankers["din"].version)
-    client.set_registered_model_alias(RANKER_MODEL_NAME, "challenger", rankers["neural_cf"].version)
-    client.set_registered_model_alias("eaglerec-retriever", "champion", retriever.version)
+    kinds = load_catalogue().kinds
+    client.set_registered_model_alias(kinds["ranker"].registered_model, "champion", rankers["din"].version)
+    client.set_registered_model_alias(kinds["ranker"].registered_model, "challenger", rankers["neural_cf"].version)
+    client.set_registered_model_alias(kinds["retriever"].registered_model, "champion", retriever.version)
     apply_feature_repo(home, "sqlite")
     materialize_online(open_feature_store(home, "sqlite"))
     return {"home": home, "uri": tracking_uri, "rankers": rankers, "retriever": retriever}

@@ -8,7 +8,7 @@ import pandas as pd
 HISTORY = 100
 POSITIVE = 3.5
 # rating_examples is flat: these list features of user_profiles are there as columns <prefix>1 .. <prefix>5.
-FLATTENED_LISTS = {"user_rated_movie_ids": "user_rated_movie_", "user_genres": "user_genre_"}
+FLATTENED_LISTS = {"user_liked_movie_ids": "user_liked_movie_", "user_genres": "user_genre_"}
 
 
 def index_movies(movies: pd.DataFrame) -> pd.DataFrame:
@@ -36,7 +36,7 @@ def expected_user_features(ratings: pd.DataFrame, movies: pd.DataFrame, user_id:
         "user_rating_stddev": window.rating.std(ddof=1) if len(window) > 1 else None,
         "user_avg_release_year": years.mean() if len(years) else None,
         "user_release_year_stddev": years.std(ddof=1) if len(years) > 1 else None,
-        "user_rated_movie_ids": positives.movieId.head(5).tolist(),
+        "user_liked_movie_ids": positives.movieId.head(5).tolist(),
         "user_genres": top_genres,
     }
 

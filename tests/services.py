@@ -12,6 +12,7 @@ import urllib.request
 from pathlib import Path
 
 from eaglerec.processes import start_recommender, stop_process
+from eaglerec.settings import REPO_ROOT
 from tests.conftest import find_free_port
 
 ADMIN_TOKEN = "test-admin-token"
@@ -35,15 +36,17 @@ def call(base: str, path: str, body=None, headers=None, method=None) -> tuple[in
         return status, payload.decode()
 
 
-def start_service(serving_registry, target: str, extra_env: dict | None = None):
-    """Start `bentoml serve target` on a free port with the serving home and registry; return (process, base URL)."""
+def start_service(serving_registry, target: str, extra_env: dict | None = None, bentoml: Path | None = None,
+                  cwd: Path | None = None):
+    """Start `bentoml serve target` on a free port with the serving home and registry; return (process, base URL).
+    bentoml and cwd: another environment's bentoml, run from elsewhere than the repository (a built bento)."""
     port = find_free_port()
     home = serving_registry["home"].home
     env = {**os.environ, "EAGLEREC_HOME": str(home), "MLFLOW_TRACKING_URI": serving_registry["uri"],
            "EAGLEREC_ADMIN_TOKEN": ADMIN_TOKEN, "EAGLEREC_AB_CHALLENGER_SHARE": str(CHALLENGER_SHARE),
            "EAGLEREC_ONLINE_STORE": "sqlite", **(extra_env or {})}
     log = home / f"serve-{port}.log"
-    process = start_recommender(port, log, env, target)
+    process = start_recommender(port, log, env, target, bentoml, cwd or REPO_ROOT)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 180
     while True:

@@ -8,18 +8,19 @@ from pathlib import Path
 
 import pandas as pd
 
+from eaglerec.contracts.catalogue import load_catalogue
+from eaglerec.contracts.names import CHALLENGER, CHAMPION, COMPARISON_EXPERIMENT, MODEL_TAG, TEST_SET_TAG
 from eaglerec.files import write_then_rename
 from eaglerec.settings import Paths
-from training.registry import CHALLENGER, CHAMPION, TEST_SET_TAG
 from training.tracking import hash_data_version
 
-COMPARISON_EXPERIMENT = "eaglerec-comparisons"
-# (experiment, registered model, test set suffix, columns: metric -> heading), in table order.
+# Per kind of model (the catalogue's kinds): the test set its runs compare on (rankers: every user, not a sample)
+# and the columns, metric -> heading, in table order.
 TABLES = {
-    "rankers": ("eaglerec-rankers", "eaglerec-ranker", "test:users=1.0", {
+    "ranker": ("test:users=1.0", {
         "test_auc": "AUC", "test_pr_auc": "PR-AUC", "test_log_loss": "log loss", "validation_auc": "val AUC",
         "train_seconds": "train s", "train_examples_per_second": "examples/s"}),
-    "retrievers": ("eaglerec-retrievers", "eaglerec-retriever", "test", {
+    "retriever": ("test", {
         "test_recall_at_10": "Recall@10", "test_ndcg_at_10": "NDCG@10", "test_recall_at_50": "Recall@50",
         "test_recall_at_100": "Recall@100", "test_hit_rate_at_10": "hit rate@10",
         "test_coverage_at_100": "coverage@100", "validation_recall_at_10": "val Recall@10",
@@ -89,17 +90,19 @@ def compare_models(paths: Paths | None = None) -> Comparison:
     data_version = hash_data_version(paths.marts)
     client = mlflow.MlflowClient()
     tables = {}
-    for name, (experiment, registered_model, test_set, columns) in TABLES.items():
-        runs = mlflow.search_runs(experiment_names=[experiment], output_format="pandas",
+    for kind, (test_set, columns) in TABLES.items():
+        name = f"{kind}s"
+        settings = load_catalogue().kinds[kind]
+        runs = mlflow.search_runs(experiment_names=[settings.experiment], output_format="pandas",
                                   filter_string=f"tags.{TEST_SET_TAG} = '{data_version}:{test_set}' "
                                                 "and attributes.status = 'FINISHED'",
                                   order_by=["attributes.start_time DESC"])
         if runs.empty:
             tables[name] = pd.DataFrame(columns=["model", *columns.values(), "registry", "run"])
             continue
-        latest = runs.drop_duplicates("tags.model")
-        roles = read_roles(client, registered_model)
-        table = pd.DataFrame({"model": latest["tags.model"]})
+        latest = runs.drop_duplicates(f"tags.{MODEL_TAG}")
+        roles = read_roles(client, settings.registered_model)
+        table = pd.DataFrame({"model": latest[f"tags.{MODEL_TAG}"]})
         for metric, heading in columns.items():
             table[heading] = latest.get(f"metrics.{metric}")
         table["registry"] = latest["run_id"].map(roles).fillna("")

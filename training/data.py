@@ -8,9 +8,9 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 
+from eaglerec.contracts.features import FEATURES, LABEL
 from eaglerec.settings import Paths
 from expectations.training_gate import validate_training_frame
-from training.feature_spec import FEATURES, LABEL
 
 # The event, and what the training-set gate checks besides the model inputs.
 EVENT_COLUMNS = ("user_id", "movie_id", "rating", "rated_at", LABEL, "split",

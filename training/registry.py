@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-CHAMPION, CHALLENGER = "champion", "challenger"
-TEST_SET_TAG = "test_set"
+from eaglerec.contracts.names import CHALLENGER, CHAMPION, TEST_SET_TAG
 
 
 class PromotionError(Exception):

@@ -1,17 +1,35 @@
-"""MLflow tracking: start the local tracking server, and identify the data and code a run used."""
+"""MLflow tracking: start the local tracking server, identify the data and code a run used, and log Keras models
+that load without this repository."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from eaglerec.processes import wait_for_http
 from eaglerec.settings import REPO_ROOT, Paths
 
 DEFAULT_TRACKING_PORT = 5000
+# What a logged Keras model needs to load; given explicitly because inferring it re-imports TensorFlow (~30 s).
+KERAS_MODEL_REQUIREMENTS = ["tensorflow-cpu==2.21.0", "keras==3.15.1"]
+
+
+@dataclass(frozen=True)
+class TrainedRun:
+    """What a training run logged: its model, MLflow run, metrics and, if registered, its version and gate decision."""
+
+    model: str
+    run_id: str
+    metrics: dict[str, float]
+    train_seconds: float
+    examples_per_second: float | None = None
+    version: str | None = None
+    decision: str | None = None
 
 
 def tracking_uri() -> str:
@@ -56,3 +74,29 @@ def read_git_commit() -> str:
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return commit + ("+dirty" if dirty else "")
+
+
+@contextlib.contextmanager
+def custom_layers_pickled_by_value():
+    """MLflow cloudpickles Keras's registered custom objects (our layers) beside every Keras model it logs. By
+    reference, the pickle would name this repository's modules (training.rankers.din), which the service and its
+    bento do not have; by value, the layer classes travel inside the model."""
+    import cloudpickle
+
+    import training
+
+    cloudpickle.register_pickle_by_value(training)
+    try:
+        yield
+    finally:
+        cloudpickle.unregister_pickle_by_value(training)
+
+
+def log_keras_model(model, name: str, example: dict, signature, registered_model_name: str | None = None):
+    """Log a Keras model in the active run with its signature and input example; return MLflow's ModelInfo."""
+    import mlflow
+
+    with custom_layers_pickled_by_value():
+        return mlflow.tensorflow.log_model(model, name=name, signature=signature, input_example=example,
+                                           pip_requirements=KERAS_MODEL_REQUIREMENTS,
+                                           registered_model_name=registered_model_name)

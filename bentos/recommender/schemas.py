@@ -1,9 +1,10 @@
-"""Request and response schemas of the recommender's JSON API; the sample requests double as API examples and test
-inputs."""
+"""Request and response schemas of the recommender's JSON API (every route is typed; OpenAPI shows them); the sample
+requests double as API examples and test inputs."""
 
 from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
 
 # Ids are positive 32-bit integers (MovieLens ids; Feast entities are INT32).
 Id = Field(ge=1, le=2**31 - 1)
@@ -18,7 +19,8 @@ class RecommendRequest(Strict):
     k: int = Field(10, ge=1, le=100)
     variant: str | None = Field(None, description="force an A/B variant (champion or challenger)")
     ranker: str | None = Field(None, max_length=32,
-                               description="rank with the latest version of this ranker kind (e.g. din) instead")
+                               description="rank with the latest version of this ranker (a catalogue name, e.g. din) "
+                                           "instead")
     explain: bool = True
 
 
@@ -34,13 +36,17 @@ class RatingEvent(Strict):
     rated_at: int | None = Field(None, ge=0, le=2**40, description="epoch seconds; default now")
 
 
-class RecommendedMovie(BaseModel):
+class Movie(BaseModel):
     movie_id: int
     title: str
     release_year: int | None
     genres: list[str]
+
+
+class RecommendedMovie(Movie):
     score: float
-    retriever: str
+    retriever: str = Field(description="the candidate source that proposed it (retriever, similar_to_liked, "
+                                       "genre_popular, fresh; popularity for cold start)")
     reason: str | None = None
 
 
@@ -54,9 +60,134 @@ class Recommendations(BaseModel):
     items: list[RecommendedMovie]
 
 
+class SimilarMovie(Movie):
+    score: float
+
+
+class SimilarMovies(BaseModel):
+    movie_id: int
+    method: str = Field(description="retriever (the champion retriever's neighbours) or genre (shared genres)")
+    items: list[SimilarMovie]
+
+
+class RatingRecord(BaseModel):
+    movie_id: int
+    user_id: int
+    rating: float
+    rated_at: int
+
+
+class MovieDetails(Movie):
+    imdb_id: str | None
+    tmdb_id: int | None
+    rating_count: int
+    average_rating: float | None
+    top_ratings: list[RatingRecord]
+
+
+class HistoryRating(RatingRecord):
+    title: str
+
+
+class UserProfile(BaseModel):
+    user_id: int
+    rating_count: int
+    average_rating: float | None
+    highest_rating: float | None
+    lowest_rating: float | None
+    favourite_genres: list[str]
+    variant: str
+    history: list[HistoryRating]
+
+
+class GenreMovie(Movie):
+    rating_count: int
+    average_rating: float | None
+
+
+class GenreMovies(BaseModel):
+    genre: str
+    sort: str
+    items: list[GenreMovie]
+
+
+class SearchResults(BaseModel):
+    query: str
+    total: int
+    items: list[Movie]
+
+
+class GenreCount(BaseModel):
+    genre: str
+    movies: int
+
+
+class Genres(BaseModel):
+    genres: list[GenreCount]
+
+
+class EventAccepted(BaseModel):
+    accepted: bool
+    user_id: int
+    movie_id: int
+    rating: float
+    rated_at: int
+    user_rating_count: int | None
+
+
+class ReloadResult(BaseModel):
+    before: dict[str, str]
+    after: dict[str, str]
+
+
+class Readiness(BaseModel):
+    ready: bool
+    degraded: bool
+    online_store: str
+    models: dict[str, str]
+
+
 class ErrorBody(BaseModel):
     error: str
     detail: list | dict | None = None
+
+
+# SparrowRecSys's shapes: its camelCase field names.
+
+class Camel(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+
+class SparrowRating(Camel):
+    movie_id: int
+    user_id: int
+    score: float
+    timestamp: int
+
+
+class SparrowRatingEntry(Camel):
+    rating: SparrowRating
+
+
+class SparrowMovie(Camel):
+    movie_id: int
+    title: str
+    release_year: int | None
+    imdb_id: str | None
+    tmdb_id: int | None
+    genres: list[str]
+    rating_number: int
+    average_rating: float
+    top_ratings: list[SparrowRatingEntry]
+
+
+class SparrowUser(Camel):
+    user_id: int
+    average_rating: float | None
+    highest_rating: float | None
+    lowest_rating: float | None
+    rating_count: int
+    ratings: list[SparrowRatingEntry]
 
 
 SAMPLE_RECOMMEND = RecommendRequest(user_id=1, k=10)

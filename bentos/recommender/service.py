@@ -1,9 +1,10 @@
 """EagleRec's online recommendation service (BentoML 1.4, new-style service): the champion ranker and retriever from
 the MLflow registry, user state from Feast's online store, movies in memory.
 
-JSON API: POST /recommend, /similar, /events, /admin/reload; GET /movies/{id}, /users/{id}, /genres/{genre};
-SparrowRecSys's GET API (/getmovie, /getuser, /getsimilarmovie, /getrecommendation, /getrecforyou); BentoML's /healthz,
-/readyz and /metrics (Prometheus). Run: `make serve`, or `bentoml serve bentos.recommender.service:Recommender`."""
+JSON API: POST /recommend, /similar, /events, /admin/reload; GET /movies/{id}, /users/{id}, /genres/{genre}, /genres,
+/search; SparrowRecSys's GET API (/getmovie, /getuser, /getsimilarmovie, /getrecommendation, /getrecforyou); BentoML's
+/healthz, /readyz and /metrics (Prometheus). Every route is typed (schemas.py); the request path's errors become JSON
+4xx/503 in one exception handler. Run: `make serve`, or `bentoml serve bentos.recommender.service:Recommender`."""
 
 from __future__ import annotations
 
@@ -20,7 +21,27 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from bentos.recommender.schemas import ErrorBody, RatingEvent, Recommendations, RecommendRequest, SimilarRequest
+from bentos.recommender import queries
+from bentos.recommender.errors import InvalidRequestError, NotFoundError, UnavailableError
+from bentos.recommender.schemas import (
+    ErrorBody,
+    EventAccepted,
+    GenreMovies,
+    Genres,
+    MovieDetails,
+    RatingEvent,
+    Recommendations,
+    RecommendRequest,
+    ReloadResult,
+    SearchResults,
+    SimilarMovies,
+    SimilarRequest,
+    SparrowMovie,
+    SparrowUser,
+    UserProfile,
+)
+from bentos.recommender.sparrowrecsys import sparrow_movie, sparrow_movies, sparrow_user
+from eaglerec.contracts.catalogue import load_catalogue
 
 MAX_BODY_BYTES = int(os.environ.get("EAGLEREC_MAX_BODY_BYTES", "16384"))
 ERRORS = {status: {"model": ErrorBody} for status in (400, 401, 403, 404, 413, 422, 503)}
@@ -53,6 +74,16 @@ async def reject_invalid_request(_: Request, exc: RequestValidationError) -> JSO
 @app.exception_handler(StarletteHTTPException)
 async def reject_http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
     return error_response(exc.status_code, str(exc.detail))
+
+
+async def reject_request_error(_: Request, exc: InvalidRequestError | NotFoundError | UnavailableError
+                               ) -> JSONResponse:
+    """The request path's errors: 400 bad input, 404 unknown id, 503 a dependency down; the message says which."""
+    return error_response(exc.status, str(exc))
+
+
+for request_error in (InvalidRequestError, NotFoundError, UnavailableError):
+    app.add_exception_handler(request_error, reject_request_error)
 
 
 @app.middleware("http")
@@ -113,26 +144,12 @@ class ServiceEdges:
         await self.app(scope, receive, send_errors_as_json)
 
 
-def answer(call, *args, **kwargs):
-    """Run an engine call; its InvalidRequestError and NotFoundError become 400 and 404 with the message."""
-    from bentos.recommender.serving import InvalidRequestError, NotFoundError, UnavailableError
-
-    try:
-        return call(*args, **kwargs)
-    except InvalidRequestError as exc:
-        return error_response(400, str(exc))
-    except NotFoundError as exc:
-        return error_response(404, str(exc))
-    except UnavailableError as exc:
-        return error_response(503, str(exc))
-
-
 @bentoml.service(name="eaglerec_recommender", workers=1, traffic={"timeout": 60},
                  http={"host": "127.0.0.1", "port": 3000})
 @bentoml.asgi_app(app, path="/")
 class Recommender:
     def __init__(self) -> None:
-        from bentos.recommender.serving import RecommendationEngine
+        from bentos.recommender.engine import RecommendationEngine
 
         self.engine = RecommendationEngine()
         ServiceEdges.engine = self.engine
@@ -140,51 +157,70 @@ class Recommender:
     def __is_ready__(self) -> bool:
         return self.engine.snapshot is not None
 
+    @property
+    def catalog(self):
+        return self.engine.snapshot.catalog
+
     @app.get("/", include_in_schema=False)
     def home(self):
         return FileResponse(SITE / "index.html", media_type="text/html")
 
     @app.post("/recommend", response_model=Recommendations)
     def recommend(self, request: RecommendRequest):
-        result = answer(self.engine.recommend, request.user_id, request.k, request.variant, request.explain,
-                        request.ranker)
-        if isinstance(result, dict):
-            recommend_requests.labels(variant=result["variant"], cold_start=str(result["cold_start"]).lower()).inc()
-        return result
+        """Top k movies for a user: candidates, one ranker call, a genre cap; cold start for unknown users."""
+        answer = self.engine.recommend(request.user_id, request.k, request.variant, request.explain, request.ranker)
+        recommend_requests.labels(variant=answer["variant"], cold_start=str(answer["cold_start"]).lower()).inc()
+        return answer
 
-    @app.post("/similar")
+    @app.post("/similar", response_model=SimilarMovies)
     def similar(self, request: SimilarRequest):
-        return answer(self.engine.similar, request.movie_id, request.k)
+        """Movies next to one movie: the champion retriever's, or by shared genres."""
+        queries.check_k(request.k, self.engine.config.max_k)
+        snapshot = self.engine.snapshot
+        return queries.find_similar(snapshot.catalog, snapshot.models.retriever, request.movie_id, request.k)
 
-    @app.get("/movies/{movie_id}")
+    @app.get("/movies/{movie_id}", response_model=MovieDetails)
     def movie(self, movie_id: Annotated[int, Path(ge=1, le=2**31 - 1)]):
-        return answer(self.engine.movie, movie_id)
+        """A movie with its rating count, average and highest ratings."""
+        return queries.describe_movie(self.catalog, movie_id)
 
-    @app.get("/users/{user_id}")
+    @app.get("/users/{user_id}", response_model=UserProfile)
     def user(self, user_id: Annotated[int, Path(ge=1, le=2**31 - 1)]):
-        return answer(self.engine.user, user_id)
+        """A user's ratings, favourite genres and A/B variant."""
+        return self.describe_user(user_id)
 
-    @app.get("/genres/{genre}")
+    def describe_user(self, user_id: int, history: int = 50) -> dict:
+        catalog = self.catalog
+        return queries.describe_user(catalog, user_id, self.engine.read_user_state(user_id),
+                                     self.engine.variant_of(user_id), history)
+
+    @app.get("/genres/{genre}", response_model=GenreMovies)
     def genre(self, genre: Annotated[str, Path(max_length=64)],
               sort: Literal["rating", "year", "popularity"] = "popularity", k: Size = 10):
-        return answer(self.engine.genre, genre, sort, k)
+        """A genre's movies by popularity, average rating or release year."""
+        queries.check_k(k, self.engine.config.max_k)
+        return queries.list_genre(self.catalog, genre, sort, k)
 
-    @app.get("/search")
+    @app.get("/search", response_model=SearchResults)
     def search(self, q: Annotated[str, Query(min_length=1, max_length=100)], k: Size = 20):
-        return answer(self.engine.search, q, k)
+        """Movies whose title contains every word of q."""
+        queries.check_k(k, self.engine.config.max_k)
+        return queries.search_titles(self.catalog, q, k)
 
-    @app.get("/genres")
+    @app.get("/genres", response_model=Genres)
     def genres(self):
-        return self.engine.list_genres()
+        """Every genre with its number of movies."""
+        return queries.list_genres(self.catalog)
 
-    @app.post("/events")
+    @app.post("/events", response_model=EventAccepted)
     def events(self, event: RatingEvent):
-        result = answer(self.engine.record_event, event.user_id, event.movie_id, event.rating, event.rated_at)
-        if isinstance(result, dict):
-            events_received.inc()
-        return result
+        """Record a rating: the user's next recommendation sees it."""
+        accepted = self.engine.events.record(self.catalog, event.user_id, event.movie_id, event.rating,
+                                             event.rated_at)
+        events_received.inc()
+        return accepted
 
-    @app.post("/admin/reload")
+    @app.post("/admin/reload", response_model=ReloadResult)
     def reload(self, authorization: Annotated[str | None, Header()] = None):
         """Swap in the current champions; needs `Authorization: Bearer $EAGLEREC_ADMIN_TOKEN`."""
         token = self.engine.config.admin_token
@@ -192,52 +228,49 @@ class Recommender:
             return error_response(403, "admin API disabled: set EAGLEREC_ADMIN_TOKEN to enable it")
         if not hmac.compare_digest((authorization or "").encode(), f"Bearer {token}".encode()):
             return error_response(401, "admin API: missing or wrong bearer token")
-        return answer(self.engine.reload)
+        return self.engine.reload()
 
     # SparrowRecSys's API: same paths, parameters and field names; bad parameters get a JSON 4xx.
 
-    @app.get("/getmovie")
+    @app.get("/getmovie", response_model=SparrowMovie)
     def get_movie(self, id: MovieId):  # noqa: A002 - SparrowRecSys's parameter name
-        from bentos.recommender.serving import sparrow_movie
+        return sparrow_movie(self.catalog, id)
 
-        return answer(sparrow_movie, self.engine, id)
-
-    @app.get("/getuser")
+    @app.get("/getuser", response_model=SparrowUser)
     def get_user(self, id: MovieId):  # noqa: A002
-        from bentos.recommender.serving import sparrow_rating
+        return sparrow_user(self.describe_user(id, history=10**6))
 
-        user = answer(self.engine.user, id, history=10**6)
-        if not isinstance(user, dict):
-            return user
-        return {"userId": user["user_id"], "averageRating": user["average_rating"],
-                "highestRating": user["highest_rating"], "lowestRating": user["lowest_rating"],
-                "ratingCount": user["rating_count"],
-                "ratings": [{"rating": sparrow_rating(r)} for r in reversed(user["history"])]}
-
-    @app.get("/getsimilarmovie")
+    @app.get("/getsimilarmovie", response_model=list[SparrowMovie])
     def get_similar_movie(self, movieId: MovieId, size: Size = 10, model: str = "emb"):  # noqa: N803
-        similar = answer(self.engine.similar, movieId, size, use_embeddings=model == "emb")
-        return self.sparrow_movies(similar)
+        queries.check_k(size, self.engine.config.max_k)
+        snapshot = self.engine.snapshot
+        similar = queries.find_similar(snapshot.catalog, snapshot.models.retriever, movieId, size,
+                                       use_retriever=model == "emb")
+        return sparrow_movies(snapshot.catalog, similar)
 
-    @app.get("/getrecommendation")
+    @app.get("/getrecommendation", response_model=list[SparrowMovie])
     def get_recommendation(self, genre: Annotated[str, Query(max_length=64)], size: Size = 10,
                            sortby: Literal["rating", "releaseYear"] = "rating"):
-        found = answer(self.engine.genre, genre, "rating" if sortby == "rating" else "year", size)
-        return self.sparrow_movies(found)
+        queries.check_k(size, self.engine.config.max_k)
+        catalog = self.catalog
+        return sparrow_movies(catalog, queries.list_genre(catalog, genre, "rating" if sortby == "rating" else "year",
+                                                          size))
 
-    @app.get("/getrecforyou")
+    @app.get("/getrecforyou", response_model=list[SparrowMovie])
     def get_rec_for_you(self, id: MovieId, size: Size = 10, model: str | None = None):  # noqa: A002
-        kinds = {"emb": "emb", "neuralcf": "neural_cf", "nerualcf": "neural_cf"}  # sic: SparrowRecSys's spelling
-        if model is not None and model not in kinds:
-            return error_response(400, f"model={model!r}: expected emb, neuralcf or none (the champion)")
-        return self.sparrow_movies(answer(self.engine.recommend, id, size, None, False, kinds.get(model)))
-
-    def sparrow_movies(self, result):
-        from bentos.recommender.serving import sparrow_movie
-
-        if not isinstance(result, dict):
-            return result
-        return [sparrow_movie(self.engine, item["movie_id"]) for item in result["items"]]
+        """model=emb: straight from the retriever; a ranker's name or alias (SparrowRecSys's neuralcf): that ranker;
+        none: the user's A/B variant."""
+        ranker = None
+        if model is not None and model != "emb":
+            entry = load_catalogue().find_by_alias(model, "ranker")
+            if entry is None or not entry.serve_latest:
+                served = [name for entry in load_catalogue().models.values() if entry.serve_latest
+                          for name in (entry.name, *entry.aliases)]
+                raise InvalidRequestError(f"model={model!r}: expected emb, {', '.join(served)} or none (the "
+                                          "champion)")
+            ranker = entry.name
+        answer = self.engine.recommend(id, size, None, False, ranker, retriever_only=model == "emb")
+        return sparrow_movies(self.catalog, answer)
 
 
 Recommender.add_asgi_middleware(ServiceEdges)

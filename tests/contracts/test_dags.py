@@ -1,6 +1,7 @@
 """DAG integrity, checked in the Airflow environment itself: every DAG imports without errors, documents itself, is
-tagged, runs one at a time, and retries its tasks with back-off; DAG files import only airflow.sdk and the standard
-library (the ML stack lives in the other environment)."""
+tagged, runs one at a time, and retries its tasks with back-off; the pipeline's trigger form offers the catalogue's
+models and its training is one task mapped over them; DAG files import only airflow.sdk and the standard library
+(the ML stack lives in the other environment)."""
 
 import ast
 import json
@@ -9,7 +10,7 @@ import sys
 
 import pytest
 
-from eaglerec.orchestration import AIRFLOW_BIN, airflow_environment
+from cli.orchestration import AIRFLOW_BIN, airflow_environment
 from eaglerec.settings import REPO_ROOT, Paths
 
 pytestmark = pytest.mark.contracts
@@ -20,7 +21,11 @@ from airflow.dag_processing.dagbag import DagBag
 bag = DagBag(dag_folder=%r)
 print(json.dumps({"errors": {k: str(v) for k, v in bag.import_errors.items()}, "dags": {
     dag_id: {"tags": sorted(dag.tags), "doc_md": bool(dag.doc_md), "max_active_runs": dag.max_active_runs,
+             "params": {name: dag.params.get_param(name).schema | {"default": dag.params[name]}
+                        for name in dag.params},
              "tasks": {t.task_id: {"retries": t.retries, "backoff": t.retry_exponential_backoff,
+                                   "mapped": "MappedOperator" in [c.__name__ for c in type(t).__mro__],
+                                   "outlets": sorted(getattr(a, "name", "") for a in t.outlets),
                                    "downstream": sorted(t.downstream_task_ids)} for t in dag.tasks}}
     for dag_id, dag in bag.dags.items()}}))
 """
@@ -61,13 +66,26 @@ def test_the_pipeline_runs_the_stages_in_the_order_the_data_flows(dags):
         return False
 
     order = ["ingest", "raw_gate", "dbt.staging", "dbt.intermediate", "dbt.marts", "feast_apply", "materialize",
-             "training_set_gate", "train.ranker_din", "compare", "promote", "publish_embeddings",
-             "reload_recommender"]
+             "training_set_gate", "choose_models", "train", "compare", "promote", "reload_recommender"]
     for before, after in zip(order, order[1:]):
         assert reaches(before, after), f"{before} does not lead to {after}"
-    trainings = [task for task in tasks if task.startswith("train.")]
-    assert len(trainings) == 12 and not any(reaches(a, b) for a in trainings for b in trainings if a != b)
     assert reaches("promote", "build_bento")
+
+
+def test_training_is_one_task_mapped_over_the_models_the_trigger_form_offers_from_the_catalogue(dags):
+    from eaglerec.contracts.catalogue import load_catalogue
+    from eaglerec.features import list_marts
+
+    pipeline = dags["dags"]["eaglerec_pipeline"]
+    catalogue = load_catalogue()
+    assert pipeline["tasks"]["train"]["mapped"]
+    assert not [task for task, info in pipeline["tasks"].items() if info["mapped"] and task != "train"]
+    models = pipeline["params"]["models"]
+    # A multi-select of the catalogue's names (the form cannot submit a typo; the schema refuses one too).
+    assert models["examples"] == models["items"]["enum"] == catalogue.names()
+    assert models["default"] == catalogue.names(defaults_only=True)
+    assert set(models["values_display"]) == set(catalogue.names())
+    assert pipeline["tasks"]["dbt.marts"]["outlets"] == list_marts()
 
 
 def test_dag_files_import_only_airflow_sdk_and_the_standard_library():

@@ -66,7 +66,7 @@ def test_telemetry_is_off_for_every_tool_in_processes_the_project_starts():
 
 def test_the_cli_starts_without_importing_heavy_libraries():
     heavy = ("tensorflow", "great_expectations", "pandas", "dbt", "mlflow")
-    probe = ("import sys; from eaglerec.cli import build_parser; build_parser(); "
+    probe = ("import sys; from cli.main import build_parser; build_parser(); "
              f"print(sorted(m for m in {heavy!r} if m in sys.modules))")
     shown = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert shown.stdout.strip() == "[]"

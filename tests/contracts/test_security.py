@@ -65,7 +65,7 @@ def test_services_bind_to_loopback():
 
 
 def test_airflow_users_get_generated_passwords_never_a_default_one(tmp_path):
-    from eaglerec.orchestration import airflow_environment
+    from cli.orchestration import airflow_environment
 
     environment = airflow_environment(Paths(tmp_path))
     users = environment["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"]

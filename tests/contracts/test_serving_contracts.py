@@ -1,5 +1,5 @@
-"""Names and schemas the service shares with training and Feast: registered model names, the features it reads
-online, and the documented environment variables."""
+"""Names and schemas the service shares with training and Feast: registered model names (from the catalogue), the
+features it reads online, and the documented environment variables."""
 
 import re
 from pathlib import Path
@@ -11,13 +11,18 @@ from eaglerec.settings import REPO_ROOT
 pytestmark = pytest.mark.contracts
 
 
-def test_the_service_loads_the_models_training_registers():
-    from bentos.recommender import models
-    from training.embeddings import RETRIEVER_MODEL_NAME
-    from training.train import DEEP_RANKERS, RANKER_MODEL_NAME
+def test_the_service_loads_the_registered_models_the_catalogue_declares(monkeypatch):
+    from bentos.recommender.engine import ServingConfig
+    from eaglerec.contracts.catalogue import load_catalogue
 
-    assert (models.RANKER_MODEL_NAME, models.RETRIEVER_MODEL_NAME) == (RANKER_MODEL_NAME, RETRIEVER_MODEL_NAME)
-    assert set(models.EXTRA_RANKERS) <= set(DEEP_RANKERS)
+    for variable in ("EAGLEREC_RANKER_MODEL", "EAGLEREC_RETRIEVER_MODEL"):
+        monkeypatch.delenv(variable, raising=False)
+    config, catalogue = ServingConfig.from_env(), load_catalogue()
+    assert (config.ranker_model, config.retriever_model) == (catalogue.kinds["ranker"].registered_model,
+                                                             catalogue.kinds["retriever"].registered_model)
+    # What requests may name is a ranker that training registers.
+    named = [entry for entry in catalogue.models.values() if entry.serve_latest or entry.aliases]
+    assert named and all(entry.kind.name == "ranker" and entry.registered for entry in named)
 
 
 def test_feast_serves_every_input_the_service_reads_online(tmp_path, monkeypatch):
@@ -25,9 +30,9 @@ def test_feast_serves_every_input_the_service_reads_online(tmp_path, monkeypatch
 
     from feast.repo_operations import parse_repo
 
+    from eaglerec.contracts.features import MOVIE_FEATURES, USER_FEATURES
     from eaglerec.feature_store import FEATURE_REPO_DIR, export_feast_environment, forget_repo_modules
     from eaglerec.settings import Paths
-    from training.feature_spec import MOVIE_FEATURES, USER_FEATURES
 
     # Registered with monkeypatch first, so that the variables export_feast_environment sets are restored.
     monkeypatch.setenv("EAGLEREC_HOME", str(tmp_path))
@@ -43,8 +48,9 @@ def test_feast_serves_every_input_the_service_reads_online(tmp_path, monkeypatch
     served = {f.name for projection in service.feature_view_projections for f in projection.features}
     assert {f.name for f in USER_FEATURES if f.kind != "user"} <= served
     assert {"recent_movie_ids", "recent_ratings", "user_genres"} <= served
-    movie_view = next(v for v in repo.feature_views if v.name == "movie_profiles")
-    assert {f.name for f in MOVIE_FEATURES if f.kind != "movie"} <= {f.name for f in movie_view.features}
+    movie_service = next(s for s in repo.feature_services if s.name == "movie_state_v1")
+    movie_served = {f.name for projection in movie_service.feature_view_projections for f in projection.features}
+    assert {f.name for f in MOVIE_FEATURES if f.kind != "movie"} <= movie_served
 
 
 def test_every_environment_variable_the_code_reads_is_documented_in_env_example():

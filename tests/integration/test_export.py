@@ -32,7 +32,7 @@ def test_export_writes_the_27_columns_split_like_sparrowrecsys(built_paths, tmp_
     row = training.set_index(["userId", "movieId"]).loc[(1, 1136)]
     source = examples.set_index(["user_id", "movie_id"]).loc[(1, 1136)]
     assert row.rating == source.rating and row.timestamp == source.rated_at
-    assert row.userRatedMovie1 == source.user_rated_movie_1
+    assert row.userRatedMovie1 == source.user_liked_movie_1
     assert row.userGenre1 == source.user_genre_1
     assert row.movieAvgRating == pytest.approx(source.movie_avg_rating)
     # A user's first event has no history: SparrowRecSys's models read 0 and "" there, never an empty number.

@@ -139,7 +139,7 @@ def test_no_bad_release_changes_the_marts_the_online_store_the_registry_or_the_a
     from mlflow import MlflowClient
 
     from eaglerec.feature_store import OnlineReader, open_feature_store
-    from eaglerec.features import build_features
+    from eaglerec.features import UngatedReleaseError, build_features
     from eaglerec.ingest import ingest
     from expectations.gate import RawGateError, validate_raw_dataset
     from tests.conftest import write_tiny_release
@@ -164,7 +164,7 @@ def test_no_bad_release_changes_the_marts_the_online_store_the_registry_or_the_a
         ingest(str(release), DEFAULT_DATASET, paths=paths)
         with pytest.raises(RawGateError):
             validate_raw_dataset(paths.raw_dataset(DEFAULT_DATASET))
-        with pytest.raises(RawGateError, match="no passed raw gate"):
+        with pytest.raises(UngatedReleaseError, match="no passed raw gate"):
             build_features(DEFAULT_DATASET, paths=paths)
     assert snapshot() == before
 

@@ -23,8 +23,8 @@ from tests.reference import FLATTENED_LISTS, expected_user_features, index_movie
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 USER_FEATURES = ["user_last_rated_at", "user_rating_count", "user_avg_rating", "user_rating_stddev",
-                 "user_avg_release_year", "user_release_year_stddev", "user_rated_movie_ids", "user_genres",
-                 *[f"user_rated_movie_{rank}" for rank in range(1, 6)], *[f"user_genre_{rank}" for rank in range(1, 6)]]
+                 "user_avg_release_year", "user_release_year_stddev", "user_liked_movie_ids", "user_genres",
+                 *[f"user_liked_movie_{rank}" for rank in range(1, 6)], *[f"user_genre_{rank}" for rank in range(1, 6)]]
 MOVIE_FEATURES = ["movie_last_rated_at", "release_year", "movie_genre_1", "movie_genre_2", "movie_genre_3",
                   "movie_rating_count", "movie_avg_rating", "movie_rating_stddev"]
 
@@ -80,9 +80,9 @@ def none_if_missing(value):
 
 def test_apply_registers_every_view_and_service(sqlite_store):
     assert {view.name for view in sqlite_store.list_feature_views()} == {
-        "user_profiles", "movie_profiles", "user_recent_activity", "movie_embeddings", "user_embeddings"}
+        "user_profiles", "movie_profiles", "user_recent_activity"}
     assert {service.name for service in sqlite_store.list_feature_services()} == {
-        "ranker_v1", "user_state_v1", "retrieval_v1"}
+        "ranker_v1", "user_state_v1", "movie_state_v1"}
 
 
 def test_historical_features_equal_the_dbt_training_set(sqlite_store, built_paths):
@@ -110,7 +110,7 @@ def test_online_reads_return_each_users_and_movies_latest_state(sqlite_store, bu
     movie_ids = sorted(movies.sample(97, random_state=5).index.tolist() + [1, 318, 176601])
 
     online_users = read_online_features(sqlite_store, "user_state_v1", [{"user_id": u} for u in user_ids])
-    online_movies = read_online_features(sqlite_store, "retrieval_v1", [{"movie_id": m} for m in movie_ids])
+    online_movies = read_online_features(sqlite_store, "movie_state_v1", [{"movie_id": m} for m in movie_ids])
 
     assert online_users.user_id.tolist() == user_ids and online_movies.movie_id.tolist() == movie_ids
     assert_rows_equal(online_users.set_index("user_id"), users.loc[user_ids], USER_FEATURES)
@@ -119,14 +119,13 @@ def test_online_reads_return_each_users_and_movies_latest_state(sqlite_store, bu
 
 def test_a_second_materialisation_is_incremental(sqlite_store):
     outcome = materialize_online(sqlite_store)
-    assert outcome["user_profiles"] == "incremental" and outcome["movie_profiles"] == "incremental"
-    assert outcome["movie_embeddings"].startswith("skipped")
+    assert set(outcome.values()) == {"incremental"} and len(outcome) == 3
 
 
 def test_the_redis_online_store_serves_the_same_features_as_sqlite(sqlite_store, redis_store):
     entity_rows = [{"movie_id": movie_id} for movie_id in (1, 2, 3, 318, 356, 176601)]
-    from_sqlite = read_online_features(sqlite_store, "retrieval_v1", entity_rows).set_index("movie_id")
-    from_redis = read_online_features(redis_store, "retrieval_v1", entity_rows).set_index("movie_id")
+    from_sqlite = read_online_features(sqlite_store, "movie_state_v1", entity_rows).set_index("movie_id")
+    from_redis = read_online_features(redis_store, "movie_state_v1", entity_rows).set_index("movie_id")
     assert_rows_equal(from_redis, from_sqlite, MOVIE_FEATURES)
     users_sqlite = read_online_features(sqlite_store, "user_state_v1", [{"user_id": 7}]).set_index("user_id")
     users_redis = read_online_features(redis_store, "user_state_v1", [{"user_id": 7}]).set_index("user_id")
@@ -150,7 +149,7 @@ def test_a_pushed_rating_is_read_back_at_once(online_store, built_paths, bundled
     expected = expected_user_features(with_event, movies, user_id, rated_at + 1)
     for column, value in expected.items():
         assert same(none_if_missing(state[column]), value), column
-    assert list(state.recent_movie_ids)[0] == movie_id and state.user_rated_movie_1 == movie_id
+    assert list(state.recent_movie_ids)[0] == movie_id and state.user_liked_movie_1 == movie_id
     assert state.user_last_rated_at == rated_at
 
 

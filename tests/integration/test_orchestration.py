@@ -1,13 +1,20 @@
-"""eaglerec_pipeline for real on a small slice of the bundled data (80 users): once with `airflow dags test`, then once
-more in the same home through the scheduler and the REST API (which also shows the DAG is idempotent), after which
-the recommender serves the champion it registered."""
+"""eaglerec_pipeline for real on a small slice of the bundled data (80 users), and adding a model to it.
+
+Adding a model is one module plus one catalogue entry: in a copy of the repository, a tiny ranker and a tiny retriever
+are added that way and in no other file; `eaglerec models` lists them. The pipeline then runs twice in one home:
+first with `airflow dags test` on that copy's DAG, which maps its training task over three of the catalogue's models
+and the two added ones (they train, register behind the gate and appear in the comparison table); then on this
+repository's DAG through the scheduler and the REST API (which also shows the DAG is idempotent), after which the
+recommender serves the champion it registered."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import subprocess
+import sys
 import urllib.request
 from pathlib import Path
 
@@ -16,16 +23,15 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from eaglerec.features import MARTS
-from eaglerec.orchestration import AIRFLOW_BIN, airflow_environment, run_pipeline, start_airflow, stop_airflow
+from cli.orchestration import AIRFLOW_BIN, airflow_environment, run_pipeline, start_airflow, stop_airflow
+from eaglerec.features import list_marts
 from eaglerec.processes import start_recommender, stop_process, wait_for_http
-from eaglerec.settings import BUNDLED_DATASET_DIR, Paths
+from eaglerec.settings import BUNDLED_DATASET_DIR, REPO_ROOT, Paths
 from tests.conftest import find_free_port, running_tracking_server
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-CONF = {"dataset": "ml-small-80", "rankers": ["popularity", "din"], "retrievers": ["item2vec"], "epochs": 1}
-CHOSEN = {"train.ranker_popularity", "train.ranker_din", "train.retriever_item2vec"}
+CONF = {"dataset": "ml-small-80", "models": ["popularity", "din", "item2vec"], "epochs": 1}
 
 
 def write_small_release(folder: Path, users: int = 80) -> Path:
@@ -44,22 +50,28 @@ def platform(tmp_path_factory):
     """A fresh home with its own MLflow server and the small release; Airflow services stopped afterwards."""
     root = tmp_path_factory.mktemp("orchestration")
     paths = Paths(root / "home")
-    previous = os.environ.get("MLFLOW_TRACKING_URI")
+    # Inherited by the Airflow services and their tasks: this test's registry, and its own bento store.
+    shared = {"MLFLOW_TRACKING_URI": None, "BENTOML_HOME": str(root / "bentoml")}
+    previous = {name: os.environ.get(name) for name in shared}
     with running_tracking_server(paths.home) as uri:
-        os.environ["MLFLOW_TRACKING_URI"] = uri  # inherited by the Airflow services and their tasks
+        os.environ.update({**shared, "MLFLOW_TRACKING_URI": uri})
         try:
             yield {"paths": paths, "uri": uri, "port": find_free_port(),
                    "conf": {**CONF, "source": str(write_small_release(root / "ml-small-80"))}}
         finally:
             stop_airflow(paths)
-            if previous is None:
-                os.environ.pop("MLFLOW_TRACKING_URI", None)
-            else:
-                os.environ["MLFLOW_TRACKING_URI"] = previous
+            for name, value in previous.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
 
 
-def airflow(platform, *args: str, timeout: float = 1200) -> subprocess.CompletedProcess:
+def airflow(platform, *args: str, timeout: float = 1200, dags_folder: Path | None = None
+            ) -> subprocess.CompletedProcess:
     env = {**os.environ, **airflow_environment(platform["paths"], platform["port"])}
+    if dags_folder:
+        env["AIRFLOW__CORE__DAGS_FOLDER"] = str(dags_folder)
     return subprocess.run([str(AIRFLOW_BIN / "airflow"), *args], env=env, capture_output=True, text=True,
                           timeout=timeout)
 
@@ -71,29 +83,161 @@ def airflow_json(platform, *args: str):
     return json.loads(next(line for line in reversed(result.stdout.splitlines()) if line.startswith(("[", "{"))))
 
 
+def read_task_instances(paths: Paths, run_id: str | None = None) -> list[tuple[str, str | None, str]]:
+    """(task id, rendered map index, state) of every task instance of a run (default: of every run), from Airflow's
+    metadata database."""
+    import sqlite3
+
+    query = "select task_id, rendered_map_index, state from task_instance where coalesce(?, run_id) = run_id"
+    with contextlib.closing(sqlite3.connect(paths.home / "airflow" / "airflow.db")) as database:
+        return database.execute(query, (run_id,)).fetchall()
+
+
 def assert_outputs(platform) -> None:
     paths = platform["paths"]
-    assert all((paths.marts / f"{mart}.parquet").exists() for mart in MARTS)
+    assert all((paths.marts / f"{mart}.parquet").exists() for mart in list_marts())
     client = MlflowClient(platform["uri"])
     for name in ("eaglerec-ranker", "eaglerec-retriever"):
         champion = client.get_model_version_by_alias(name, "champion")
         assert champion.tags["promotion_decision"], name
-    assert (paths.embeddings / "movie_embeddings.parquet").exists()  # the champion retriever's, for Feast
 
 
-def test_airflow_dags_test_runs_every_task(platform):
+TINY_RANKER = '''"""A tiny ranker: the user's and the movie's embeddings, one sigmoid unit."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import keras
+from keras import layers, ops
+
+from eaglerec.contracts.features import MOVIE_ID, USER_ID
+from training.rankers import RankerInputs, TrainedRanker
+from training.rankers.blocks import build_inputs, compile_ranker, fit_keras_ranker
+
+
+@dataclass(frozen=True)
+class Params:
+    embedding_dim: int = 4
+    learning_rate: float = 0.01
+    batch_size: int = 512
+    epochs: int = 2
+    patience: int = 1
+
+
+def train(inputs: RankerInputs, params: Params, verbose: int = 0) -> TrainedRanker:
+    features = build_inputs()
+    user = layers.Embedding(inputs.sizes["user"], params.embedding_dim)(features[USER_ID.name])
+    movie = layers.Embedding(inputs.sizes["movie"], params.embedding_dim)(features[MOVIE_ID.name])
+    score = layers.Dense(1, activation="sigmoid", name="score")(ops.concatenate([user, movie], axis=1))
+    model = compile_ranker(keras.Model(features, score, name="tiny_ranker"), params)
+    return fit_keras_ranker(model, inputs, params, verbose)
+'''
+TINY_RETRIEVER = '''"""A tiny retriever: the movies liked right after the user's last likes (an item-by-item matrix)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.sparse import coo_matrix
+
+from eaglerec.contracts.retrieval import ItemItemRetriever
+from training.retrievers import RetrievalSplit, TrainedRetriever, popularity_prior
+
+
+@dataclass(frozen=True)
+class Params:
+    popularity_weight: float = 0.01
+
+
+def train(split: RetrievalSplit, params: Params, verbose: int = 0) -> TrainedRetriever:
+    pairs = [(split.index[a], split.index[b]) for movies in split.train_sequences.values()
+             for a, b in zip(movies, movies[1:])]
+    size = len(split.index)
+    rows, columns = zip(*pairs)
+    matrix = coo_matrix((np.ones(len(pairs)), (rows, columns)), shape=(size, size)).tocsr()
+    prior = popularity_prior(split.count_popularity())
+    return TrainedRetriever(ItemItemRetriever(split.movie_ids, matrix, prior, params.popularity_weight))
+'''
+ENTRIES = '''
+[models.tiny_ranker]
+kind = "ranker"
+module = "training.rankers.tiny_ranker"
+description = "a tiny ranker added by the catalogue test"
+baseline = false
+registered = true
+default = false
+params = { embedding_dim = 3 }
+
+[models.tiny_retriever]
+kind = "retriever"
+module = "training.retrievers.tiny_retriever"
+description = "a tiny retriever added by the catalogue test"
+baseline = false
+registered = true
+default = false
+'''
+ADDED = {"tiny_ranker": "ranker", "tiny_retriever": "retriever"}
+
+
+def copy_repository(dest: Path) -> Path:
+    """The repository's files as git sees them (tracked, and new ones not ignored): no environments, no state."""
+    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], cwd=REPO_ROOT,
+                            capture_output=True, check=True).stdout.decode().split("\0")
+    for name in filter(None, listed):
+        if (REPO_ROOT / name).is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO_ROOT / name, dest / name)
+    return dest
+
+
+def run_in(repo: Path, *args: str) -> subprocess.CompletedProcess:
+    """The ML environment's python on the copy's code (it shadows the installed repository)."""
+    return subprocess.run([sys.executable, *args], cwd=repo, env={**os.environ, "PYTHONPATH": str(repo)},
+                          capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def extended_repository(tmp_path_factory) -> Path:
+    """A copy of the repository with the two models added: two new modules, two entries appended, nothing else."""
+    repo = copy_repository(tmp_path_factory.mktemp("repository"))
+    (repo / "training" / "rankers" / "tiny_ranker.py").write_text(TINY_RANKER)
+    (repo / "training" / "retrievers" / "tiny_retriever.py").write_text(TINY_RETRIEVER)
+    catalogue = repo / "eaglerec" / "contracts" / "models.toml"
+    catalogue.write_text(catalogue.read_text() + ENTRIES)
+    return repo
+
+
+def test_eaglerec_models_lists_the_added_models(extended_repository):
+    listed = run_in(extended_repository, "-m", "cli.main", "models", "--json")
+    assert listed.returncode == 0, listed.stderr[-2000:]
+    models = {model["name"]: model for model in json.loads(listed.stdout.split("\neaglerec models:")[0])}
+    for name, kind in ADDED.items():
+        assert models[name]["kind"] == kind and models[name]["registered_model"] == f"eaglerec-{kind}"
+    assert "tiny_ranker" not in run_in(REPO_ROOT, "-m", "cli.main", "models").stdout  # only the copy has it
+
+
+def test_airflow_dags_test_maps_training_over_the_chosen_models_the_added_ones_included(platform, extended_repository):
+    conf = {**platform["conf"], "models": [*CONF["models"], *ADDED]}
     assert airflow(platform, "db", "migrate").returncode == 0
-    result = airflow(platform, "dags", "test", "eaglerec_pipeline", "--conf", json.dumps(platform["conf"]))
+    result = airflow(platform, "dags", "test", "eaglerec_pipeline", "--conf", json.dumps(conf),
+                     dags_folder=extended_repository / "dags")
     assert result.returncode == 0, (result.stdout + result.stderr)[-5000:]
     runs = airflow_json(platform, "dags", "list-runs", "eaglerec_pipeline")
     assert len(runs) == 1 and runs[0]["state"] == "success"
-    listed = airflow_json(platform, "tasks", "states-for-dag-run", "eaglerec_pipeline", runs[0]["run_id"])
-    states = {row["task_id"]: row["state"] for row in listed}
-    assert len(states) == 25
-    assert {task for task, state in states.items() if state == "skipped"} == {
-        task for task in states if task.startswith("train.")} - CHOSEN
-    assert all(state == "success" for task, state in states.items() if task in CHOSEN or not task.startswith("train."))
+    instances = read_task_instances(platform["paths"], runs[0]["run_id"])
+    assert {state for _, _, state in instances} == {"success"}
+    # One training task instance per chosen model, named by it.
+    assert sorted(name for task, name, _ in instances if task == "train") == sorted(conf["models"])
     assert_outputs(platform)
+    client = MlflowClient(platform["uri"])
+    registered = {client.get_run(version.run_id).data.tags["model"]: version for kind in ("ranker", "retriever")
+                  for version in client.search_model_versions(f"name = 'eaglerec-{kind}'")}
+    assert set(registered) == {"din", "item2vec", *ADDED}
+    assert all("promotion_decision" in version.tags for version in registered.values())
+    comparison = (platform["paths"].home / "reports" / "model_comparison.md").read_text()
+    assert all(f"| {name} |" in comparison for name in conf["models"])
 
 
 def test_a_run_through_the_scheduler_and_rest_api_then_the_recommender_serves_it(platform):
@@ -101,23 +245,29 @@ def test_a_run_through_the_scheduler_and_rest_api_then_the_recommender_serves_it
     assert url.startswith("http://127.0.0.1:")
     lines = []
     tasks = run_pipeline(platform["paths"], platform["conf"], platform["port"], show=lines.append)
-    assert {instance["state"] for task, instance in tasks.items() if task in CHOSEN} == {"success"}
-    assert all(instance["state"] in ("success", "skipped") for instance in tasks.values())
+    assert {instance["state"] for instance in tasks.values()} == {"success"}
+    assert {f"train[{model}]" for model in CONF["models"]} <= set(tasks)
     assert any("success" in line and "promote" in line for line in lines)  # the progress display
+    assert any("success" in line and "train[din]" in line for line in lines)
     assert_outputs(platform)
     mlflow.set_tracking_uri(platform["uri"])
-    rankers = MlflowClient(platform["uri"]).search_model_versions("name = 'eaglerec-ranker'")
-    assert len(rankers) == 2 and all("promotion_decision" in v.tags for v in rankers)  # DIN once per run, gated
+    client = MlflowClient(platform["uri"])
+    rankers = client.search_model_versions("name = 'eaglerec-ranker'")
+    trained = sorted(client.get_run(version.run_id).data.tags["model"] for version in rankers)
+    assert trained == ["din", "din", "tiny_ranker"] and all("promotion_decision" in v.tags for v in rankers)
+    champion = client.get_model_version_by_alias("eaglerec-ranker", "champion")
 
     port = find_free_port()
     env = {**os.environ, "EAGLEREC_HOME": str(platform["paths"].home), "MLFLOW_TRACKING_URI": platform["uri"]}
     service = start_recommender(port, platform["paths"].home / f"serve-{port}.log", env)
     try:
         wait_for_http(f"http://127.0.0.1:{port}/readyz", service, timeout=240, name="the recommender")
-        request = urllib.request.Request(f"http://127.0.0.1:{port}/recommend", json.dumps({"user_id": 1, "k": 5})
-                                         .encode(), {"Content-Type": "application/json"})
+        body = json.dumps({"user_id": 1, "k": 5, "variant": "champion"}).encode()
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/recommend", body,
+                                         {"Content-Type": "application/json"})
         with urllib.request.urlopen(request, timeout=60) as response:
             answer = json.loads(response.read())
-        assert len(answer["items"]) == 5 and answer["ranker"].startswith("din v")
+        name = client.get_run(champion.run_id).data.tags["model"]
+        assert len(answer["items"]) == 5 and answer["ranker"] == f"{name} v{champion.version}"
     finally:
         stop_process(service, timeout=60)

@@ -5,9 +5,10 @@ import time
 
 import pytest
 
-from eaglerec.features import build_features
+from eaglerec.contracts.names import RAW_GATE_RECORD
+from eaglerec.features import UngatedReleaseError, build_features, require_passed_gate
 from eaglerec.settings import Paths
-from expectations.gate import GATE_FILE, RawGateError, require_passed_gate, validate_raw_dataset
+from expectations.gate import RawGateError, validate_raw_dataset
 from tests.conftest import TINY_MOVIES, TINY_RATINGS, write_tiny_release
 
 pytestmark = pytest.mark.integration
@@ -29,7 +30,7 @@ def test_the_bundled_data_passes_and_the_pass_is_recorded(tmp_path):
     report = validate_raw_dataset(raw_dir)
 
     assert report.row_counts == {"ratings": 100_836, "movies": 9_742, "links": 9_742, "tags": 3_683}
-    recorded = json.loads((raw_dir / GATE_FILE).read_text())
+    recorded = json.loads((raw_dir / RAW_GATE_RECORD).read_text())
     assert recorded["status"] == "passed"
     assert require_passed_gate(raw_dir)["checksums"] == report.checksums
 
@@ -103,7 +104,7 @@ def test_bad_input_stops_at_the_gate_naming_file_expectation_column_and_lines(ca
     assert where in problem
     for line in lines:
         assert f"line {line}:" in problem
-    assert not (raw_dir / GATE_FILE).exists()
+    assert not (raw_dir / RAW_GATE_RECORD).exists()
 
 
 UNREADABLE = {
@@ -148,7 +149,7 @@ def test_a_failed_gate_stops_the_feature_build_and_leaves_the_marts_as_they_were
 
     with pytest.raises(RawGateError):
         validate_raw_dataset(raw_dir)
-    with pytest.raises(RawGateError, match="no passed raw gate recorded"):
+    with pytest.raises(UngatedReleaseError, match="no passed raw gate recorded"):
         build_features("tiny", paths=paths)
     assert sentinel.read_bytes() == b"the marts of the last good build"
     assert not paths.warehouse.exists()
@@ -158,5 +159,5 @@ def test_files_changed_after_the_gate_must_pass_it_again(tmp_path):
     raw_dir = write_tiny_release(tmp_path / "tiny")
     validate_raw_dataset(raw_dir)
     (raw_dir / "ratings.csv").write_text(TINY_RATINGS + "3,4,9,1537799260\n")
-    with pytest.raises(RawGateError, match="ratings.csv: changed since it was validated"):
+    with pytest.raises(UngatedReleaseError, match="ratings.csv: changed since it was validated"):
         require_passed_gate(raw_dir)

@@ -1,8 +1,6 @@
-"""Retrievers through the real harness (bundled split, real MLflow server and registry): metrics against direct
-computations, the registered retriever model against the training-side scoring, the gate, publishing for Feast,
-re-scoring a champion, the comparison table and `promote`."""
-
-import filecmp
+"""Retrievers of the catalogue through the real harness (bundled split, real MLflow server and registry): metrics
+against direct computations, the registered retriever (loaded as the service loads it) against what training
+evaluated, the gate, re-scoring a champion, the comparison table and `promote`."""
 
 import mlflow
 import numpy as np
@@ -10,25 +8,23 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
+from eaglerec.contracts.catalogue import load_catalogue
+from eaglerec.contracts.names import CHALLENGER, CHAMPION
+from eaglerec.contracts.retrieval import UserState
 from tests.conftest import running_tracking_server
 from training.compare import compare_models, write_comparison
-from training.embeddings import (
-    EMBEDDING_MODELS,
-    RETRIEVER_MODEL_NAME,
-    RETRIEVERS,
-    EmbeddingParams,
-    load_retrieval_split,
-    score_registered_retriever,
-    train_retriever,
-)
 from training.promotion import promote
-from training.registry import CHALLENGER, CHAMPION
-from training.two_tower import TwoTowerParams
+from training.retrieval import load_registered_retriever, score_registered_retriever
+from training.retrievers import load_retrieval_split
+from training.train import train_model
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-PARAMS = {"two_tower": TwoTowerParams(embedding_dim=8, hidden_units=16, epochs=1)}
-SKIPGRAM = EmbeddingParams(embedding_dim=8, epochs=1, walks_per_movie=1)
+RETRIEVERS = load_catalogue().names("retriever")
+RETRIEVER_MODEL = load_catalogue().kinds["retriever"].registered_model
+SMALL = {"two_tower": {"embedding_dim": 8, "hidden_units": 16, "epochs": 1},
+         "item2vec": {"embedding_dim": 8, "epochs": 1},
+         "deepwalk": {"embedding_dim": 8, "epochs": 1, "walks_per_movie": 1}}
 
 
 @pytest.fixture(scope="module")
@@ -44,10 +40,14 @@ def tracking_uri(tmp_path_factory):
 @pytest.fixture(scope="module")
 def runs(built_paths, tracking_uri):
     mlflow.set_tracking_uri(tracking_uri)
-    return {name: train_retriever(name, built_paths, PARAMS.get(name, SKIPGRAM)) for name in RETRIEVERS}
+    return {name: train_model(name, built_paths, SMALL.get(name)) for name in RETRIEVERS}
 
 
-def test_popularity_recall_matches_a_direct_count(runs, built_paths):
+def registered(runs, name: str):
+    return load_registered_retriever(f"models:/{RETRIEVER_MODEL}/{runs[name].version}")
+
+
+def test_most_popular_recall_matches_a_direct_count(runs, built_paths):
     events = pd.read_parquet(built_paths.marts / "rating_events.parquet")
     train = events[events.split == "train"]
     popular = train[train.label == 1].movie_id.value_counts()
@@ -61,64 +61,83 @@ def test_popularity_recall_matches_a_direct_count(runs, built_paths):
         candidates = popular[~popular.index.isin(rated[user])]
         top = set(candidates.index[:10])
         recalls.append(len(top & set(group.movie_id)) / len(group))
-    assert runs["popularity"].metrics["test_recall_at_10"] == pytest.approx(np.mean(recalls), abs=0.01)
+    assert runs["most_popular"].metrics["test_recall_at_10"] == pytest.approx(np.mean(recalls), abs=0.01)
 
 
-def test_item2vec_writes_feast_tables_and_user_vectors_are_mean_of_train_positives(runs, built_paths):
-    folder = built_paths.embeddings / "item2vec"
-    movies = pd.read_parquet(folder / "movie_embeddings.parquet").set_index("movie_id")
-    users = pd.read_parquet(folder / "user_embeddings.parquet").set_index("user_id")
+def test_cooccurrence_scores_are_counts_of_movies_liked_next_to_the_last_five_likes(runs, built_paths):
+    from collections import Counter
+
     split = load_retrieval_split(built_paths)
+    retriever = registered(runs, "cooccurrence")
+    assert retriever.retriever_type == "item_item"
+    user = 7
+    recent = set(split.train_sequences[user][-5:])
+    near_recent = Counter()  # every liked movie at most 3 places from one of the user's five latest likes
+    for sequence in split.train_sequences.values():
+        for i, movie in enumerate(sequence):
+            if movie in recent:
+                near_recent.update(sequence[j] for j in range(max(0, i - 3), min(len(sequence), i + 4)) if j != i)
+    popularity = pd.Series(split.count_popularity(), index=split.movie_ids)
+    expected = popularity / (popularity.max() + 1) + pd.Series(near_recent).reindex(split.movie_ids).fillna(0)
+    expected = expected.drop(list(split.rated_in_train[user])).sort_values(ascending=False)
+    found = retriever.retrieve(split.user_state(user), 20, split.rated_in_train[user])
+    # The prior is stored as float32 with the retriever's tables.
+    np.testing.assert_allclose(found.scores, expected.to_numpy()[:20], rtol=1e-6)
 
-    assert len(movies) == 9_742 and len(movies.movie_embedding.iloc[0]) == SKIPGRAM.embedding_dim
-    assert movies.popularity_prior.between(0, 1).all() and movies.popularity_prior.max() == 1
-    user_id = 7
-    expected = np.mean(np.stack(movies.loc[split.train_sequences[user_id], "movie_embedding"].to_list()), axis=0)
-    np.testing.assert_allclose(users.at[user_id, "user_embedding"], expected, rtol=1e-5)
+
+def test_item2vec_users_are_the_mean_of_their_liked_training_movies(runs, built_paths):
+    split = load_retrieval_split(built_paths)
+    retriever = registered(runs, "item2vec")
+    assert retriever.retriever_type == "embedding"
+    user = 7
+    vectors = retriever.movie_vectors[[retriever.position[m] for m in split.train_sequences[user]]]
+    mean = vectors.mean(axis=0)
+    np.testing.assert_allclose(retriever.user_vectors[user], mean / np.linalg.norm(mean), rtol=1e-5)
+    # So the same user, described only by their liked movies, gets the same answer.
+    assert retriever.retrieve(split.user_state(user), 10).movie_ids.tolist() == \
+        retriever.retrieve(split.user_state(user, anonymous=True), 10).movie_ids.tolist()
 
 
-def test_retriever_runs_log_validation_and_test_metrics_and_the_embedding_map(runs, tracking_uri):
+def test_retriever_runs_log_validation_and_test_metrics_type_and_the_embedding_map(runs, tracking_uri):
     client = MlflowClient(tracking_uri)
-    for outcome in runs.values():
-        metrics = client.get_run(outcome.run_id).data.metrics
+    for name, outcome in runs.items():
+        run = client.get_run(outcome.run_id)
         for split in ("validation", "test"):
-            for name in ("recall_at_10", "ndcg_at_10", "hit_rate_at_100", "coverage_at_100"):
-                assert 0 <= metrics[f"{split}_{name}"] <= 1
-    for name in EMBEDDING_MODELS:
-        artifacts = {item.path for item in client.list_artifacts(runs[name].run_id, "plots")}
-        assert "plots/movie_embedding_map.png" in artifacts
+            for metric in ("recall_at_10", "ndcg_at_10", "hit_rate_at_100", "coverage_at_100"):
+                assert 0 <= run.data.metrics[f"{split}_{metric}"] <= 1
+        assert run.data.tags["retriever_type"] in ("embedding", "item_item", "popularity")
+        if run.data.tags["retriever_type"] == "embedding":
+            artifacts = {item.path for item in client.list_artifacts(outcome.run_id, "plots")}
+            assert "plots/movie_embedding_map.png" in artifacts, name
 
 
-def test_the_champion_is_the_best_embedding_retriever_and_its_tables_are_published_for_feast(runs, built_paths,
-                                                                                              tracking_uri):
+def test_the_champion_is_the_best_registered_retriever(runs, tracking_uri):
     client = MlflowClient(tracking_uri)
-    registered = {name: runs[name] for name in EMBEDDING_MODELS}
-    assert all(outcome.version for outcome in registered.values())
+    competing = [name for name in RETRIEVERS if load_catalogue().entry(name).registered]
+    assert all(runs[name].version for name in competing)
     # Versions were gated in training order; the strictly-better rule keeps the first of equal scores.
-    best = max(EMBEDDING_MODELS, key=lambda name: (registered[name].metrics["test_recall_at_10"],
-                                                    -EMBEDDING_MODELS.index(name)))
-    champion = client.get_model_version_by_alias(RETRIEVER_MODEL_NAME, CHAMPION)
-    assert champion.run_id == registered[best].run_id
-    for table in ("movie_embeddings", "user_embeddings"):
-        assert filecmp.cmp(built_paths.embeddings / f"{table}.parquet",
-                           built_paths.embeddings / best / f"{table}.parquet", shallow=False)
+    best = max(competing, key=lambda name: (runs[name].metrics["test_recall_at_10"], -competing.index(name)))
+    assert client.get_model_version_by_alias(RETRIEVER_MODEL, CHAMPION).run_id == runs[best].run_id
 
 
-def test_the_registered_retriever_recommends_what_the_tables_say(runs, built_paths):
-    name = "item2vec"
-    model = mlflow.pyfunc.load_model(f"models:/{RETRIEVER_MODEL_NAME}/{runs[name].version}")
-    movies = pd.read_parquet(built_paths.embeddings / name / "movie_embeddings.parquet")
-    users = pd.read_parquet(built_paths.embeddings / name / "user_embeddings.parquet").set_index("user_id")
-    vectors = np.stack(movies.movie_embedding.to_list())
+def test_every_registered_retriever_answers_as_training_evaluated_it(runs, built_paths):
+    """Loaded through MLflow as the service loads it, each registered retriever reproduces its logged test recall
+    (item2vec and the baselines: the served users are the evaluated ones), and answers the pyfunc frame API the same."""
+    from training.retrieval import evaluate_retriever
+
+    split = load_retrieval_split(built_paths)
+    for name in ("most_popular", "cooccurrence", "item2vec"):
+        retriever = registered(runs, name)
+        assert evaluate_retriever(retriever, split)["test_recall_at_10"] == pytest.approx(
+            runs[name].metrics["test_recall_at_10"], abs=1e-12), name
+    model = mlflow.pyfunc.load_model(f"models:/{RETRIEVER_MODEL}/{runs['item2vec'].version}")
     exclude = [1, 260, 296]
-    answer = model.predict(pd.DataFrame({"user_id": [7, 10**9], "exclude": [exclude, []]}), params={"k": 10})
-
-    user = users.at[7, "user_embedding"]
-    scores = vectors @ user / np.linalg.norm(vectors, axis=1) / np.linalg.norm(user)
-    scores += SKIPGRAM.popularity_weight * movies.popularity_prior.to_numpy()
-    ranked = [movie for movie in movies.movie_id.to_numpy()[np.argsort(-scores)] if movie not in exclude]
-    assert answer.movie_ids[0] == ranked[:10]
-    assert answer.movie_ids[1] == []
+    known = model.predict(pd.DataFrame({"user_id": [7], "exclude": [exclude]}), params={"k": 10})
+    anonymous = model.predict(pd.DataFrame({"liked_movie_ids": [[4993, 5952]]}), params={"k": 10})
+    retriever = model.unwrap_python_model().retriever
+    assert known.movie_ids[0] == retriever.retrieve(UserState(7), 10, exclude).movie_ids.tolist()
+    assert anonymous.movie_ids[0] == retriever.retrieve(UserState(None, (4993, 5952)), 10).movie_ids.tolist()
+    assert not set(known.movie_ids[0]) & set(exclude) and len(anonymous.movie_ids[0]) == 10
 
 
 def test_the_two_tower_run_logs_both_towers_as_models(runs):
@@ -129,18 +148,18 @@ def test_the_two_tower_run_logs_both_towers_as_models(runs):
 
 def test_re_scoring_a_champion_on_other_data_reproduces_item2vec_own_test_recall(runs, built_paths, tracking_uri):
     # item2vec's user vectors are the mean of training positives, the rule the re-scoring uses for any champion.
-    version = MlflowClient(tracking_uri).get_model_version(RETRIEVER_MODEL_NAME, runs["item2vec"].version)
-    assert score_registered_retriever(version, built_paths) == pytest.approx(
-        runs["item2vec"].metrics["test_recall_at_10"], abs=1e-9)
+    version = MlflowClient(tracking_uri).get_model_version(RETRIEVER_MODEL, runs["item2vec"].version)
+    assert score_registered_retriever(version, load_retrieval_split(built_paths), "recall_at_10") == pytest.approx(
+        runs["item2vec"].metrics["test_recall_at_10"], abs=1e-12)
 
 
 def test_promote_gates_an_older_version_again(runs, built_paths, tracking_uri):
     client = MlflowClient(tracking_uri)
-    champion = client.get_model_version_by_alias(RETRIEVER_MODEL_NAME, CHAMPION).version
-    loser = next(runs[name].version for name in EMBEDDING_MODELS if runs[name].version != champion)
+    champion = client.get_model_version_by_alias(RETRIEVER_MODEL, CHAMPION).version
+    loser = next(runs[name].version for name in RETRIEVERS if runs[name].version != champion)
     decision = promote("retriever", loser, built_paths)
     assert not decision.promoted and decision.champion_version == champion
-    assert client.get_model_version_by_alias(RETRIEVER_MODEL_NAME, CHALLENGER).version == loser
+    assert client.get_model_version_by_alias(RETRIEVER_MODEL, CHALLENGER).version == loser
     assert promote("retriever", champion, built_paths).describe().endswith("is already the champion")
 
 

@@ -17,6 +17,8 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
+from bentos.recommender.candidates import retrieve_candidates
+from bentos.recommender.queries import describe_user, find_similar, list_genre
 from eaglerec.feature_store import OnlineReader, open_feature_store
 from eaglerec.settings import REPO_ROOT
 from tests.services import ADMIN_TOKEN, CHALLENGER_SHARE, MAX_PER_GENRE, call, start_service, stop_service
@@ -29,11 +31,12 @@ NEW_USER, HTTP_NEW_USER = 900_001, 900_002
 
 @pytest.fixture(scope="module")
 def engine(serving_registry):
-    from bentos.recommender.serving import RecommendationEngine, ServingConfig
+    from bentos.recommender.engine import RecommendationEngine, ServingConfig
 
     return RecommendationEngine(ServingConfig(serving_registry["home"], serving_registry["uri"], max_k=100,
                                               max_per_genre=MAX_PER_GENRE, challenger_share=CHALLENGER_SHARE,
-                                              experiment="test-ab", admin_token=ADMIN_TOKEN))
+                                              experiment="test-ab", admin_token=ADMIN_TOKEN,
+                                              ranker_model="eaglerec-ranker", retriever_model="eaglerec-retriever"))
 
 
 @pytest.fixture(scope="module")
@@ -63,8 +66,8 @@ def test_recommendations_never_include_a_rated_movie_and_cap_each_genre(engine, 
 def test_served_scores_equal_the_registered_model_fed_through_feast_sdk(engine, serving_registry, catalog):
     """Second path: the model loaded from the registry, the user's features from Feast's get_online_features, the
     movies' features from their own online read, the encoder logged with the run, and Keras predict()."""
-    from training.encoding import FeatureEncoder
-    from training.feature_spec import MOVIE_FEATURES, USER_FEATURES
+    from eaglerec.contracts.encoding import FeatureEncoder
+    from eaglerec.contracts.features import MOVIE_FEATURES, USER_FEATURES
 
     user_id = 414
     answer = engine.recommend(user_id, k=10, variant="champion")
@@ -111,16 +114,17 @@ def test_a_rating_event_changes_the_next_recommendation(engine, catalog):
     before = engine.recommend(NEW_USER, k=10)
     assert before["cold_start"]
     liked = 4993  # The Lord of the Rings: The Fellowship of the Ring
-    engine.record_event(NEW_USER, liked, 5.0)
+    engine.events.record(engine.snapshot.catalog, NEW_USER, liked, 5.0)
     after = engine.recommend(NEW_USER, k=10)
     movies = [item["movie_id"] for item in after["items"]]
     assert not after["cold_start"] and liked not in movies
     assert movies != [item["movie_id"] for item in before["items"]]
-    # The liked movie now seeds retrieval: its embedding neighbours are candidates, explained by it.
+    # The liked movie now seeds retrieval: the retriever's movies next to it are candidates, explained by it.
     state = engine.read_user_state(NEW_USER)
-    candidates = engine.retrieve(engine.snapshot, NEW_USER, state, np.array([], dtype=np.int64))
-    assert ("embedding_item", f"because you liked {catalog.at[liked, 'title']}") in candidates.sources
-    assert engine.user(NEW_USER)["history"][0]["movie_id"] == liked
+    proposed = retrieve_candidates(engine.candidate_request(engine.snapshot, NEW_USER, state), engine.sources, 800)
+    reasons = {proposed.explain(index) for index in range(len(proposed.positions))}
+    assert ("similar_to_liked", f"because you liked {catalog.at[liked, 'title']}") in reasons
+    assert describe_user(engine.snapshot.catalog, NEW_USER, state, "champion")["history"][0]["movie_id"] == liked
 
 
 @pytest.mark.parametrize("event, message", [
@@ -129,16 +133,16 @@ def test_a_rating_event_changes_the_next_recommendation(engine, catalog):
     ({"user_id": 5, "movie_id": 1, "rating": 4.0, "rated_at": 2 * 10**9}, "rated_at 2000000000"),
 ])
 def test_bad_events_are_refused_and_change_nothing(engine, event, message):
-    from bentos.recommender.serving import InvalidRequestError, NotFoundError
+    from bentos.recommender.errors import InvalidRequestError, NotFoundError
 
     before = engine.read_user_state(event["user_id"])
     with pytest.raises((InvalidRequestError, NotFoundError), match=message):
-        engine.record_event(**event)
+        engine.events.record(engine.snapshot.catalog, **event)
     assert engine.read_user_state(event["user_id"]) == before
 
 
 def test_ab_buckets_are_stable_and_close_to_the_configured_share(engine):
-    from bentos.recommender.serving import assign_variant
+    from bentos.recommender.engine import assign_variant
 
     variants = [assign_variant(user, "test-ab", CHALLENGER_SHARE) for user in range(1, 20_001)]
     share = variants.count("challenger") / len(variants)
@@ -151,30 +155,33 @@ def test_ab_buckets_are_stable_and_close_to_the_configured_share(engine):
         assert answer["ranker"].startswith("din" if answer["variant"] == "champion" else "neural_cf")
 
 
-def test_similar_movies_by_embedding_and_by_genre(engine, catalog):
-    by_vector = engine.similar(1, k=8)
-    assert by_vector["method"] == "embedding" and len(by_vector["items"]) == 8
-    assert 1 not in [item["movie_id"] for item in by_vector["items"]]
-    scores = [item["score"] for item in by_vector["items"]]
+def test_similar_movies_by_the_retriever_and_by_genre(engine, catalog):
+    snapshot = engine.snapshot
+    by_retriever = find_similar(snapshot.catalog, snapshot.models.retriever, 1, 8)
+    assert by_retriever["method"] == "retriever" and len(by_retriever["items"]) == 8
+    assert [item["movie_id"] for item in by_retriever["items"]] == \
+        snapshot.models.retriever.retriever.similar(1, 8).movie_ids.tolist()
+    assert 1 not in [item["movie_id"] for item in by_retriever["items"]]
+    scores = [item["score"] for item in by_retriever["items"]]
     assert scores == sorted(scores, reverse=True)
-    by_genre = engine.similar(1, k=8, use_embeddings=False)
+    by_genre = find_similar(snapshot.catalog, snapshot.models.retriever, 1, 8, use_retriever=False)
     toy_story = set(catalog.at[1, "genres"])
     assert by_genre["method"] == "genre"
     assert all(set(item["genres"]) & toy_story for item in by_genre["items"])
 
 
 def test_genre_lists_sort_as_asked(engine, events):
-    by_rating = engine.genre("Comedy", "rating", 20)["items"]
+    by_rating = list_genre(engine.snapshot.catalog, "Comedy", "rating", 20)["items"]
     averages = [item["average_rating"] for item in by_rating]
     assert averages == sorted(averages, reverse=True) and all(item["rating_count"] >= 10 for item in by_rating)
-    years = [item["release_year"] for item in engine.genre("Comedy", "year", 20)["items"]]
+    years = [item["release_year"] for item in list_genre(engine.snapshot.catalog, "Comedy", "year", 20)["items"]]
     assert years == sorted(years, reverse=True)
 
 
 def test_sparrowrecsys_movie_json_has_its_fields_and_the_ten_highest_ratings(engine, events):
-    from bentos.recommender.serving import sparrow_movie
+    from bentos.recommender.sparrowrecsys import sparrow_movie
 
-    movie = sparrow_movie(engine, 1)
+    movie = sparrow_movie(engine.snapshot.catalog, 1)
     assert set(movie) == {"movieId", "title", "releaseYear", "imdbId", "tmdbId", "genres", "ratingNumber",
                           "averageRating", "topRatings"}
     assert movie["title"] == "Toy Story" and movie["releaseYear"] == 1995
@@ -289,18 +296,43 @@ def test_reload_swaps_the_champion_without_failing_requests_in_flight(served, se
         call(served, "/admin/reload", b"", {"Authorization": f"Bearer {ADMIN_TOKEN}"})
 
 
-def test_the_built_bento_serves(serving_registry, tmp_path):
-    env = {**os.environ, "BENTOML_HOME": str(tmp_path / "bentoml")}
+def build_bento_environment(bentoml_home: Path, root: Path) -> tuple[Path, Path]:
+    """Build the bento, then a fresh virtual environment from the bento's own requirements (not the dev environment,
+    which has this repository installed); return (the bento's folder, the new environment's bentoml)."""
+    env = {**os.environ, "BENTOML_HOME": str(bentoml_home)}
     built = subprocess.run([str(Path(sys.executable).with_name("bentoml")), "build", "-f",
                             "bentos/recommender/bentofile.yaml", "-o", "tag", "."], cwd=REPO_ROOT, env=env,
                            capture_output=True, text=True, timeout=300)
     assert built.returncode == 0, built.stderr[-2000:]
     tag = built.stdout.strip().splitlines()[-1].removeprefix("__tag__:")
-    assert tag.startswith("eaglerec_recommender:")
-    process, base = start_service(serving_registry, tag, {"BENTOML_HOME": str(tmp_path / "bentoml")})
+    name, version = tag.split(":")
+    assert name == "eaglerec_recommender"
+    bento = bentoml_home / "bentos" / name / version
+    uv, venv = Path(sys.executable).with_name("uv"), root / "bento-venv"
+    for command in ([str(uv), "venv", "--quiet", "--python", "3.11", str(venv)],
+                    [str(uv), "pip", "sync", "--quiet", "--python", str(venv / "bin" / "python"),
+                     str(bento / "env" / "python" / "requirements.txt")]):
+        made = subprocess.run(command, capture_output=True, text=True, timeout=900)
+        assert made.returncode == 0, made.stderr[-2000:]
+    probe = subprocess.run([str(venv / "bin" / "python"), "-c", "import training"], cwd=root, capture_output=True)
+    assert probe.returncode != 0  # the repository's code is not installed there: the bento must carry what it needs
+    return bento, venv / "bin" / "bentoml"
+
+
+def test_the_bento_serves_from_its_own_environment_exactly_as_the_dev_service(serving_registry, served, tmp_path):
+    bentoml_home = tmp_path / "bentoml"
+    bento, bentoml = build_bento_environment(bentoml_home, tmp_path)
+    process, base = start_service(serving_registry, str(bento), {"BENTOML_HOME": str(bentoml_home)},
+                                  bentoml=bentoml, cwd=tmp_path)
     try:
-        status, answer = call(base, "/recommend", {"user_id": 3, "k": 4})
-        assert status == 200 and len(answer["items"]) == 4
+        requests = [("/recommend", {"user_id": user, "k": 10, "variant": "champion"}) for user in (1, 3, 7)]
+        requests += [("/recommend", {"user_id": 3, "k": 5, "ranker": "neural_cf"}), ("/similar", {"movie_id": 1}),
+                     ("/movies/1", None), ("/users/7", None), ("/getrecforyou?id=7&size=5&model=emb", None),
+                     ("/recommend", {"user_id": 10**8, "k": 5}), ("/recommend", {"user_id": 1, "variant": "x"})]
+        for path, body in requests:
+            expected, got = call(served, path, body), call(base, path, body)
+            assert got == expected, path
+        assert call(base, "/recommend", {"user_id": 1, "variant": "champion"})[1]["ranker"].startswith("din v")
     finally:
         stop_service(process)
 

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from training.encoding import FeatureEncoder
-from training.feature_spec import FEATURES, USER_FEATURES
+from eaglerec.contracts.encoding import FeatureEncoder
+from eaglerec.contracts.features import FEATURES, USER_FEATURES
 
 pytestmark = pytest.mark.unit
 
@@ -20,12 +20,12 @@ def make_encoder() -> FeatureEncoder:
 
 def test_ids_map_to_one_based_indexes_and_numerics_are_standardised():
     encoder = make_encoder()
-    frame = pd.DataFrame({"user_id": [9, 8], "user_rated_movie_1": [296.0, np.nan], "user_genre_1": ["Drama", None],
+    frame = pd.DataFrame({"user_id": [9, 8], "user_liked_movie_1": [296.0, np.nan], "user_genre_1": ["Drama", None],
                           "user_avg_rating": [4.0, np.nan], "user_rating_count": [math.e - 1, 0.0]})
     features = [f for f in USER_FEATURES if f.name in frame]
     encoded = encoder.encode(frame, features)
     assert encoded["user_id"].tolist() == [2, 0]  # 8 is unknown
-    assert encoded["user_rated_movie_1"].tolist() == [3, 0]
+    assert encoded["user_liked_movie_1"].tolist() == [3, 0]
     assert encoded["user_genre_1"].tolist() == [2, 0]
     np.testing.assert_allclose(encoded["user_avg_rating"], [(4.0 - 1) / 2, 0.0])
     np.testing.assert_allclose(encoded["user_rating_count"], [(1.0 - 1) / 2, (0.0 - 1) / 2])  # log1p(e - 1) = 1

@@ -1,4 +1,7 @@
-"""Ranker builders: each saves and loads with identical scores; the custom layers compute what they claim."""
+"""Rankers: every Keras ranker of the catalogue trains through its entry point and saves and loads with identical
+scores; the custom layers compute what they claim."""
+
+from importlib import import_module
 
 import numpy as np
 import pytest
@@ -7,10 +10,19 @@ pytestmark = pytest.mark.unit
 
 keras = pytest.importorskip("keras", reason="the ML env always has Keras; this only keeps collection light")
 
-from training.feature_spec import FEATURES  # noqa: E402
-from training.rankers import RANKER_BUILDERS, FactorizationMachine, LocalActivationUnit, RankerParams  # noqa: E402
+from eaglerec.contracts.catalogue import load_catalogue  # noqa: E402
+from eaglerec.contracts.encoding import FeatureEncoder  # noqa: E402
+from eaglerec.contracts.features import FEATURES  # noqa: E402
+from training.rankers import RankerInputs  # noqa: E402
+from training.rankers.deepfm import FactorizationMachine  # noqa: E402
+from training.rankers.din import LocalActivationUnit  # noqa: E402
+from training.train import resolve_params  # noqa: E402
 
+# Vocabularies of 29 users, 49 movies and 20 genres: tables of 30, 50 and 21 rows (index 0 = unknown).
+ENCODER = FeatureEncoder({"user": list(range(1, 30)), "movie": list(range(1, 50)),
+                          "genre": [f"genre {g}" for g in range(20)]})
 SIZES = {"user": 30, "movie": 50, "genre": 21}
+REGISTERED = [name for name in load_catalogue().names("ranker") if load_catalogue().entry(name).registered]
 
 
 def random_inputs(rows: int, seed: int = 0) -> dict[str, np.ndarray]:
@@ -20,18 +32,28 @@ def random_inputs(rows: int, seed: int = 0) -> dict[str, np.ndarray]:
             for feature in FEATURES}
 
 
-@pytest.mark.parametrize("name", sorted(RANKER_BUILDERS))
-def test_each_ranker_round_trips_through_save_and_load(name, tmp_path):
-    model = RANKER_BUILDERS[name](SIZES, RankerParams(embedding_dim=4, hidden_units=(8,), epochs=1))
-    inputs = random_inputs(64)
-    model.fit(inputs, np.arange(64) % 2, epochs=1, batch_size=32, verbose=0)
+def test_the_tiny_vocabularies_give_the_table_sizes():
+    inputs = RankerInputs(None, ENCODER, {}, {})
+    assert inputs.sizes == SIZES
+
+
+@pytest.mark.parametrize("name", REGISTERED)
+def test_each_registered_ranker_trains_through_its_entry_point_and_round_trips_save_and_load(name, tmp_path):
+    entry = load_catalogue().entry(name)
+    params = resolve_params(entry, {"embedding_dim": 4, "hidden_units": (8,), "epochs": 1, "batch_size": 32})
+    encoded = {split: random_inputs(64, seed) for seed, split in enumerate(("train", "validation", "test"))}
+    labels = {split: np.arange(64) % 2 for split in encoded}
+    trained = import_module(entry.module).train(RankerInputs(None, ENCODER, encoded, labels), params)
+    model, inputs = trained.keras_model, encoded["test"]
     before = np.asarray(model(inputs))
 
     model.save(tmp_path / f"{name}.keras")
     loaded = keras.saving.load_model(tmp_path / f"{name}.keras")
 
     assert before.shape == (64, 1) and ((before >= 0) & (before <= 1)).all()
+    np.testing.assert_allclose(trained.score("test"), before.ravel(), rtol=1e-6)
     np.testing.assert_allclose(np.asarray(loaded(inputs)), before, rtol=1e-6)
+    assert trained.epochs_run == 1 and "val_auc" in trained.history
 
 
 def test_the_fm_term_equals_the_sum_of_pairwise_dot_products():
@@ -40,15 +62,15 @@ def test_the_fm_term_equals_the_sum_of_pairwise_dot_products():
     assert float(np.asarray(FactorizationMachine()(fields))[0, 0]) == pytest.approx(pairwise)
 
 
-def test_attention_ignores_padded_history_and_keeps_its_config():
+def test_attention_ignores_padded_liked_movies_and_keeps_its_config():
     unit = LocalActivationUnit(hidden_units=(6,))
     rng = np.random.default_rng(1)
-    history = rng.normal(size=(2, 5, 4)).astype(np.float32)
+    liked = rng.normal(size=(2, 5, 4)).astype(np.float32)
     candidate = rng.normal(size=(2, 4)).astype(np.float32)
     mask = np.array([[True, True, False, False, False]] * 2)
-    changed = history.copy()
+    changed = liked.copy()
     changed[:, 2:] = 99.0  # what stands in padded slots must not matter
 
-    np.testing.assert_allclose(np.asarray(unit(history, candidate, mask)), np.asarray(unit(changed, candidate, mask)),
+    np.testing.assert_allclose(np.asarray(unit(liked, candidate, mask)), np.asarray(unit(changed, candidate, mask)),
                                rtol=1e-6)
     assert LocalActivationUnit.from_config(unit.get_config()).hidden_units == (6,)

@@ -1,5 +1,5 @@
 """Two-tower pieces on hand-worked numbers: in-batch logits with the logQ correction and duplicate masking, the
-in-batch softmax loss, save/load of the training model, and the co-occurrence baseline."""
+in-batch softmax loss, save/load of the training model; and the co-occurrence baseline's matrix."""
 
 import math
 
@@ -10,13 +10,14 @@ pytestmark = pytest.mark.unit
 
 keras = pytest.importorskip("keras", reason="the ML env always has Keras; this only keeps collection light")
 
-from training.embeddings import RetrievalSplit, score_cooccurrence  # noqa: E402
-from training.two_tower import (  # noqa: E402
+from eaglerec.contracts.retrieval import UserState  # noqa: E402
+from training.retrievers import RetrievalSplit, cooccurrence  # noqa: E402
+from training.retrievers.two_tower import (  # noqa: E402
     LOG_FREQUENCY,
     MOVIE_TOWER,
     USER_TOWER,
     InBatchLogits,
-    TwoTowerParams,
+    Params,
     build_two_tower,
     fit_two_tower,
     in_batch_softmax_loss,
@@ -53,7 +54,7 @@ def random_inputs(rows: int, sizes: dict[str, int], rng) -> dict[str, np.ndarray
 
 def test_two_tower_trains_saves_and_loads_with_unit_vectors(tmp_path):
     sizes = {"user": 20, "movie": 40, "genre": 21}
-    params = TwoTowerParams(embedding_dim=4, hidden_units=8, epochs=2, batch_size=16)
+    params = Params(embedding_dim=4, hidden_units=8, epochs=2, batch_size=16)
     user_tower, movie_tower, model = build_two_tower(sizes, params)
     rng = np.random.default_rng(0)
     inputs = random_inputs(40, sizes, rng)
@@ -70,12 +71,16 @@ def test_two_tower_trains_saves_and_loads_with_unit_vectors(tmp_path):
     np.testing.assert_allclose(np.asarray(loaded(batch)), np.asarray(model(batch)), rtol=1e-5)
 
 
-def test_cooccurrence_scores_count_neighbours_of_recent_positives_and_break_ties_by_popularity():
+def test_cooccurrence_scores_count_neighbours_of_the_last_likes_and_break_ties_by_popularity():
     # Training sequences: user 1 [10, 20, 30], user 2 [20, 30], user 3 [10]. Window 1: 10-20, 20-30 (twice).
-    split = RetrievalSplit({1: [10, 20, 30], 2: [20, 30], 3: [10]}, {}, {}, np.array([10, 20, 30, 40]))
-    index = {10: 0, 20: 1, 30: 2, 40: 3}
-    popularity = np.array([2.0, 2.0, 2.0, 0.0])
-    scores = score_cooccurrence(split, [3, 2], index, popularity, window=1)
-    tie = 2 / 3
-    # User 3 (recent: 10): 20 once. User 2 (recent: 20, 30): 10 once (from 20), 20 twice (from 30), 30 twice.
-    np.testing.assert_allclose(scores, [[tie, 1 + tie, tie, 0], [1 + tie, 2 + tie, 2 + tie, 0]])
+    split = RetrievalSplit(None, {1: [10, 20, 30], 2: [20, 30], 3: [10]}, {}, {}, np.array([10, 20, 30, 40]))
+    retriever = cooccurrence.train(split, cooccurrence.Params(window=1)).served
+    tie = 2 / 3  # popularity 2, 2, 2, 0 over (max + 1)
+    # User 3 (last like: 10): 20 once. User 2 (last likes 30, 20): 10 once (from 20), 20 twice (from 30), 30 twice.
+    for user, expected in ((3, [tie, 1 + tie, tie, 0]), (2, [1 + tie, 2 + tie, 2 + tie, 0])):
+        found = retriever.retrieve(split.user_state(user), 4)
+        scores = dict(zip(found.movie_ids.tolist(), found.scores.tolist()))
+        np.testing.assert_allclose([scores[movie] for movie in (10, 20, 30, 40)], expected)
+    assert retriever.retrieve(UserState(2, (30, 20)), 4, exclude=[30]).movie_ids.tolist() == [20, 10, 40]
+    # Next to 10: only 20 (the movies its row calls for), not popular strangers.
+    assert retriever.similar(10, 4).movie_ids.tolist() == [20]

@@ -132,7 +132,7 @@ async function showMovie(movieId) {
         [1, 2, 3, 4, 5].map((n) => `<button type="button" data-rate="${n}" data-movie="${movie.movie_id}"
           aria-label="Rate ${escapeHtml(movie.title)} ${n} star${n > 1 ? "s" : ""}">★${n}</button>`).join("") + "</div>"}
     </div></div>
-    <section><h2>Similar movies</h2><p class="sub">by ${escapeHtml(similar.method)}</p>
+    <section><h2>Similar movies</h2><p class="sub">${similar.method === "genre" ? "by shared genres" : "proposed by the retriever"}</p>
     ${row(similar.items, "Similar movies")}</section>`;
 }
 

@@ -10,12 +10,12 @@
   - The 20 per-genre counts of positive ratings travel as 3 packed integers (7 bits per genre, at most 9
     genres per integer): 3 window sums instead of 20. A count never exceeds history_size <= 127, so the
     packed fields never carry into each other.
-  - The top 5 genres and the last 5 positives are scalar columns first; the list columns are built from them.
+  - The top 5 genres and the last 5 liked movies are scalar columns first; the list columns are built from them.
   At 25M ratings this model went from 155 s to 46 s (same rows, compared value by value).
 -#}
 {%- set genres = var('movielens_genres') | sort -%}
 {%- set history_size = var('user_history_size') | int -%}
-{%- set recent_positives = 5 -%}
+{%- set liked_movie_count = 5 -%}
 {%- set genre_bits = 7 -%}
 {%- set genres_per_integer = 9 -%}
 {%- set packs = genres | batch(genres_per_integer) | list -%}
@@ -66,9 +66,9 @@ windowed as (
         cast(sum(case when ratings.is_positive then bits.genre_bits_{{ loop.index }} else 0 end) over recent as bigint)
             as positive_genre_counts_{{ loop.index }},
         {%- endfor %}
-        {%- for rank in range(1, recent_positives + 1) %}
+        {%- for rank in range(1, liked_movie_count + 1) %}
         nth_value(case when ratings.is_positive then ratings.movie_id end, {{ rank }} ignore nulls) over recent
-            as user_rated_movie_{{ rank }}{{ "," if not loop.last }}
+            as user_liked_movie_{{ rank }}{{ "," if not loop.last }}
         {%- endfor %}
     from ratings
     inner join movie_genre_bits as bits on ratings.movie_id = bits.movie_id
@@ -149,7 +149,7 @@ profiles as (
             (year_count * year_square_sum - year_sum * year_sum) / (year_count * (year_count - 1.0))
         ) end as user_release_year_stddev,
         -- The lists of the flat columns: their non-null values come first, so a slice drops the nulls.
-        {%- for name, prefix in [("user_rated_movie_ids", "user_rated_movie_"), ("user_genres", "user_genre_")] %}
+        {%- for name, prefix in [("user_liked_movie_ids", "user_liked_movie_"), ("user_genres", "user_genre_")] %}
         [
             {%- for rank in range(1, 6) %}{{ prefix }}{{ rank }}{{ ", " if not loop.last }}{% endfor -%}
         ][1:
@@ -157,7 +157,7 @@ profiles as (
         ] as {{ name }},
         {%- endfor %}
         {%- for rank in range(1, 6) %}
-        user_rated_movie_{{ rank }},
+        user_liked_movie_{{ rank }},
         {%- endfor %}
         {%- for rank in range(1, 6) %}
         user_genre_{{ rank }}{{ "," if not loop.last }}
@@ -175,10 +175,10 @@ no_history as (
         cast(null as double) as user_rating_stddev,
         cast(null as double) as user_avg_release_year,
         cast(null as double) as user_release_year_stddev,
-        cast([] as integer[]) as user_rated_movie_ids,
+        cast([] as integer[]) as user_liked_movie_ids,
         cast([] as varchar[]) as user_genres,
         {%- for rank in range(1, 6) %}
-        cast(null as integer) as user_rated_movie_{{ rank }},
+        cast(null as integer) as user_liked_movie_{{ rank }},
         {%- endfor %}
         {%- for rank in range(1, 6) %}
         cast(null as varchar) as user_genre_{{ rank }}{{ "," if not loop.last }}

@@ -3,7 +3,7 @@
 import numpy as np
 import pandas as pd
 
-from bentos.recommender.catalogue import Rating, RatingTable
+from bentos.recommender.movie_catalog import Rating, RatingTable
 
 
 def make_events(seed: int = 11, size: int = 3_000) -> pd.DataFrame:

@@ -153,8 +153,10 @@ class AirflowClient:
         return run["dag_run_id"]
 
     def task_states(self, dag_id: str, run_id: str) -> dict[str, dict]:
-        instances = self.call(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances?limit=100")["task_instances"]
-        return {instance["task_id"]: instance for instance in instances}
+        """Task instances by name: the task id, and for a mapped task's instances its rendered map index
+        (`train[din]`)."""
+        instances = self.call(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances?limit=1000")["task_instances"]
+        return {name_instance(instance): instance for instance in instances}
 
     def follow(self, dag_id: str, run_id: str, show: Callable[[str], None] = print, poll: float = 3,
                timeout: float = 3600) -> dict[str, dict]:
@@ -175,6 +177,12 @@ class AirflowClient:
             if time.monotonic() - started > timeout:
                 raise AirflowError(f"{dag_id} run {run_id} still {state} after {timeout:.0f} s")
             time.sleep(poll)
+
+
+def name_instance(instance: dict) -> str:
+    if instance.get("map_index", -1) == -1:
+        return instance["task_id"]
+    return f"{instance['task_id']}[{instance.get('rendered_map_index') or instance['map_index']}]"
 
 
 def request_json(url: str, method: str = "GET", body: dict | None = None, headers: dict | None = None) -> dict:

@@ -1,5 +1,5 @@
 """What the service holds in memory about movies and ratings: the movie_catalog and rating_events marts, the latest
-movie features from Feast's online store, and the ratings posted since start-up."""
+movie features from Feast's online store, and the ratings posted since start-up (`MovieCatalog`)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from eaglerec.contracts.names import MOVIE_STATE_SERVICE, POSITIVE_RATING
 from eaglerec.settings import Paths
-from training.feature_spec import MOVIE_FEATURES
 
-POSITIVE_RATING = 3.5
 TOP_RATINGS = 10
 TITLE_YEAR = re.compile(r"\s*\((\d{4})\)\s*$")
 
@@ -88,8 +87,8 @@ def group_starts(sorted_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 @dataclass
-class Catalogue:
-    """Movies in one fixed order (`movie_ids`; every per-movie array follows it) and every rating."""
+class MovieCatalog:
+    """Movies in one fixed order (`movie_ids`, ascending; every per-movie array follows it) and every rating."""
 
     movies: pd.DataFrame  # index movie_id: title, release_year, genres, imdb_id, tmdb_id, rating_count, ...
     movie_ids: np.ndarray
@@ -114,9 +113,15 @@ class Catalogue:
         """Every rating of a user, the marts' and the live ones, oldest first."""
         return [*self.ratings.of_user(user_id), *self.live.of(user_id)]
 
-    def rated_positions(self, user_id: int, extra_movie_ids=()) -> np.ndarray:
-        movie_ids = {rating.movie_id for rating in self.user_ratings(user_id)} | set(extra_movie_ids)
-        return np.array([self.position[m] for m in movie_ids if m in self.position], dtype=np.int64)
+    def rated_movie_ids(self, user_id: int, extra_movie_ids=()) -> set[int]:
+        """Every movie the user rated (marts and live), with extra ones the online store knows of."""
+        return {rating.movie_id for rating in self.user_ratings(user_id)} | {int(m) for m in extra_movie_ids}
+
+    def positions_of(self, movie_ids) -> np.ndarray:
+        """Catalogue positions of the movies, in the order given; movies not in the catalogue left out."""
+        movie_ids = np.asarray(movie_ids, dtype=np.int64)
+        positions = np.minimum(np.searchsorted(self.movie_ids, movie_ids), len(self.movie_ids) - 1)
+        return positions[self.movie_ids[positions] == movie_ids]
 
 
 class LiveRatings:
@@ -142,12 +147,11 @@ def split_title(title: str) -> str:
 
 def read_movie_features(store, movie_ids: np.ndarray) -> pd.DataFrame:
     """The latest movie_profiles of every movie in one online read (movies never rated get their start row)."""
-    names = [f"movie_profiles:{feature.name}" for feature in MOVIE_FEATURES if feature.name != "movie_id"]
     rows = [{"movie_id": int(movie_id)} for movie_id in movie_ids]
-    return store.get_online_features(features=names, entity_rows=rows).to_df()
+    return store.get_online_features(features=store.get_feature_service(MOVIE_STATE_SERVICE), entity_rows=rows).to_df()
 
 
-def load_catalogue(paths: Paths, store, live: LiveRatings | None = None) -> Catalogue:
+def load_movie_catalog(paths: Paths, store, live: LiveRatings | None = None) -> MovieCatalog:
     movies = pd.read_parquet(paths.marts / "movie_catalog.parquet").set_index("movie_id").sort_index()
     events = pd.read_parquet(paths.marts / "rating_events.parquet", columns=["user_id", "movie_id", "rating",
                                                                             "rated_at"])
@@ -167,10 +171,10 @@ def load_catalogue(paths: Paths, store, live: LiveRatings | None = None) -> Cata
         for genre in movies["genres"].iat[index]:
             genre_movies.setdefault(genre, []).append(int(index))
     features = read_movie_features(store, movie_ids)
-    return Catalogue(movies, movie_ids, position, features, ratings, popularity,
+    return MovieCatalog(movies, movie_ids, position, features, ratings, popularity,
                      {genre: np.array(indexes) for genre, indexes in genre_movies.items()}, live or LiveRatings())
 
 
-def top_ratings(catalogue: Catalogue, movie_id: int, count: int = TOP_RATINGS) -> list[Rating]:
+def top_ratings(catalog: MovieCatalog, movie_id: int, count: int = TOP_RATINGS) -> list[Rating]:
     """The highest ratings of a movie, latest first among equals."""
-    return catalogue.ratings.top_of_movie(movie_id, count)
+    return catalog.ratings.top_of_movie(movie_id, count)

@@ -1,4 +1,4 @@
-"""Two-tower retrieval model (Keras 3): a user tower over the user's as-of features and recent positives, a movie tower
+"""Two-tower retrieval model (Keras 3): a user tower over the user's as-of features and last liked movies, a movie tower
 over the movie's static features, trained on training positives with in-batch negatives (sampled softmax).
 
 Negatives drawn from the batch are popular movies in proportion to their popularity, so the logits are corrected by
@@ -13,8 +13,8 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from training.feature_spec import (
-    HISTORY,
+from eaglerec.contracts.features import (
+    LIKED_MOVIES,
     MOVIE_GENRES,
     MOVIE_ID,
     USER_FEATURES,
@@ -23,6 +23,8 @@ from training.feature_spec import (
     USER_NUMERIC,
     Feature,
 )
+from eaglerec.contracts.retrieval import EmbeddingRetriever
+from training.retrievers import RetrievalSplit, TrainedRetriever, popularity_prior
 
 USER_TOWER = USER_FEATURES
 MOVIE_TOWER = (MOVIE_ID, *MOVIE_GENRES, Feature("release_year", "numeric"))
@@ -30,14 +32,14 @@ LOG_FREQUENCY = "movie_log_frequency"
 
 
 @dataclass(frozen=True)
-class TwoTowerParams:
+class Params:
     """What the two-tower model is; logged to MLflow with every run."""
 
     embedding_dim: int = 32
     hidden_units: int = 64
     temperature: float = 0.1
     use_user_id: bool = True
-    # As in EmbeddingParams. Validation Recall@10 with weight 0 / 0.3 / 1.0: 0.112 / 0.116 / 0.107 (the logQ
+    # As in SkipGramParams. Validation Recall@10 with weight 0 / 0.3 / 1.0: 0.112 / 0.116 / 0.107 (the logQ
     # correction already restores most of the popularity that in-batch negatives remove).
     popularity_weight: float = 0.3
     epochs: int = 8
@@ -77,14 +79,14 @@ def masked_mean(vectors, indexes):
     return ops.sum(vectors * mask, axis=1) / ops.maximum(ops.sum(mask, axis=1), 1.0)
 
 
-def build_tower(parts: list, params: TwoTowerParams, name: str):
+def build_tower(parts: list, params: Params, name: str):
     x = ops.concatenate(parts, axis=-1)
     x = layers.Dense(params.hidden_units, activation="relu", name=f"{name}_hidden")(x)
     x = layers.Dense(params.embedding_dim, name=f"{name}_output")(x)
     return layers.UnitNormalization(name=f"{name}_normalise")(x)
 
 
-def build_two_tower(sizes: dict[str, int], params: TwoTowerParams) -> tuple[keras.Model, keras.Model, keras.Model]:
+def build_two_tower(sizes: dict[str, int], params: Params) -> tuple[keras.Model, keras.Model, keras.Model]:
     """Return (user tower, movie tower, training model). The towers share the movie and genre tables, so a movie in
     a user's history and the same movie as a candidate start from one vector. All three are views of one graph (not
     nested models): Keras cannot save nested models that share layers."""
@@ -100,8 +102,8 @@ def build_two_tower(sizes: dict[str, int], params: TwoTowerParams) -> tuple[kera
         return ops.stack([inputs[f.name] for f in features], axis=1)
 
     user_inputs = declare(USER_TOWER)
-    history, user_genres = stack(user_inputs, HISTORY), stack(user_inputs, USER_GENRES)
-    user_parts = [masked_mean(movies(history), history), masked_mean(genres(user_genres), user_genres),
+    liked, user_genres = stack(user_inputs, LIKED_MOVIES), stack(user_inputs, USER_GENRES)
+    user_parts = [masked_mean(movies(liked), liked), masked_mean(genres(user_genres), user_genres),
                   stack(user_inputs, USER_NUMERIC)]
     if params.use_user_id:
         user_parts.append(layers.Embedding(sizes["user"], params.embedding_dim, name="user_embedding")(
@@ -123,7 +125,7 @@ def build_two_tower(sizes: dict[str, int], params: TwoTowerParams) -> tuple[kera
             keras.Model(movie_inputs, movie_vector, name="movie_tower"), model)
 
 
-def fit_two_tower(model: keras.Model, inputs: dict[str, np.ndarray], params: TwoTowerParams, rng,
+def fit_two_tower(model: keras.Model, inputs: dict[str, np.ndarray], params: Params, rng,
                   verbose: int = 0) -> list[float]:
     """Fit on shuffled positives; the last partial batch is dropped (a batch of one has no negatives)."""
     rows = len(inputs[MOVIE_ID.name])
@@ -157,14 +159,14 @@ def latest_rows(frame, key: str):
     return frame.sort_values("valid_from").groupby(key).tail(1).set_index(key)
 
 
-def train_two_tower_vectors(paths, catalogue_movie_ids: np.ndarray, params: TwoTowerParams, rng,
+def train_two_tower_vectors(paths, catalogue_movie_ids: np.ndarray, params: Params, rng,
                             verbose: int = 0) -> TwoTowerVectors:
     """Train on the training positives of rating_examples (as-of user features, so no leakage into the towers) and
     embed the catalogue and the users."""
     import pandas as pd
 
+    from eaglerec.contracts.encoding import FeatureEncoder
     from training.data import load_ranking_data
-    from training.encoding import FeatureEncoder
 
     data = load_ranking_data(paths)
     encoder = FeatureEncoder.fit(data.train, data.movie_ids, data.genres)
@@ -191,3 +193,29 @@ def train_two_tower_vectors(paths, catalogue_movie_ids: np.ndarray, params: TwoT
     return TwoTowerVectors(movie_vectors, vectors["evaluation"], vectors["served"], losses, user_tower, movie_tower,
                            {name: values[:5] for name, values in user_inputs.items()},
                            {name: values[:5] for name, values in movie_inputs.items()})
+
+
+def log_towers(trained: TwoTowerVectors) -> None:
+    """Log the two towers as Keras models (signature and input example) in the active run: the user tower turns
+    fresh user features into a vector, the movie tower embeds a new movie."""
+    from mlflow.models import infer_signature
+
+    from training.tracking import log_keras_model
+
+    for name, tower, example in (("user_tower", trained.user_tower, trained.user_example),
+                                 ("movie_tower", trained.movie_tower, trained.movie_example)):
+        log_keras_model(tower, name, example, infer_signature(example, np.asarray(tower(example))))
+
+
+def train(split: RetrievalSplit, params: Params, verbose: int = 0) -> TrainedRetriever:
+    """Train the towers; serve users as of the latest data, evaluate them as of the end of training."""
+    trained = train_two_tower_vectors(split.paths, split.movie_ids, params, np.random.default_rng(params.seed),
+                                      verbose)
+    log_towers(trained)
+    prior = popularity_prior(split.count_popularity())
+
+    def retriever(user_vectors):
+        return EmbeddingRetriever(split.movie_ids, trained.movie_vectors, prior, params.popularity_weight, user_vectors)
+
+    return TrainedRetriever(retriever(trained.served_user_vectors), retriever(trained.evaluation_user_vectors),
+                            tuple(trained.losses))

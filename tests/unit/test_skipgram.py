@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from training.embeddings import EmbeddingParams, build_skipgram_pairs, generate_random_walks, sample_negatives
+from training.retrievers.deepwalk import Params, generate_random_walks
+from training.retrievers.skipgram import build_skipgram_pairs, sample_negatives
 
 pytestmark = pytest.mark.unit
 
@@ -28,7 +29,7 @@ def test_negatives_follow_the_smoothed_unigram_distribution():
 def test_random_walks_only_step_along_observed_transitions():
     sequences = [[0, 1, 2], [1, 2, 0], [3, 1]]
     edges = {(0, 1), (1, 2), (2, 0), (3, 1)}
-    params = EmbeddingParams(walks_per_movie=3, walk_length=6)
+    params = Params(walks_per_movie=3, walk_length=6)
     walks = generate_random_walks(sequences, 4, params, np.random.default_rng(1))
 
     assert sorted(walk[0] for walk in walks) == [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3]

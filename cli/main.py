@@ -1,4 +1,6 @@
-"""The eaglerec command line: one subcommand per pipeline step (ingest, validate, build-features, Feast, exports)."""
+"""The eaglerec command line: one subcommand per pipeline step (ingest, validate, build-features, Feast, training,
+comparison, promotion, serving, Airflow, exports). The one module that wires the stages together: each command
+imports the stage it runs when it runs."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+from eaglerec.contracts.catalogue import KINDS, load_catalogue
 from eaglerec.features import SPLIT_METHODS
 from eaglerec.settings import BUNDLED_DATASET_DIR, DEFAULT_DATASET, Paths, apply_offline_env
 
@@ -136,44 +139,74 @@ class ServiceStartError(Exception):
     """A background service did not come up; the message points at its log."""
 
 
+def run_models(args: argparse.Namespace) -> None:
+    import json
+
+    catalogue = load_catalogue()
+    names = catalogue.names(args.kind)
+    if args.json:
+        print(json.dumps([describe_entry(catalogue.entry(name), args.params) for name in names], indent=2))
+        return
+    print(f"{'model':<20} {'kind':<10} {'baseline':<9} {'default':<8} {'registered model':<19} description")
+    for name in names:
+        entry = catalogue.entry(name)
+        print(f"{name:<20} {entry.kind.name:<10} {yes_no(entry.baseline):<9} {yes_no(entry.default):<8} "
+              f"{entry.registered_model or '-':<19} {entry.description}")
+        if args.params:
+            print(f"{'':<20} params {describe_entry(entry, True)['params']}")
+
+
+def yes_no(flag: bool) -> str:
+    return "yes" if flag else "no"
+
+
+def describe_entry(entry, resolve_params: bool) -> dict:
+    """An entry as plain data; with resolve_params, its hyperparameters as training will use them (this imports
+    the model's module)."""
+    from dataclasses import asdict
+
+    described = {"name": entry.name, "kind": entry.kind.name, "module": entry.module,
+                 "description": entry.description, "baseline": entry.baseline, "default": entry.default,
+                 "registered_model": entry.registered_model, "experiment": entry.kind.experiment,
+                 "params": dict(entry.params)}
+    if resolve_params:
+        from training.train import resolve_params as resolve
+
+        described["params"] = asdict(resolve(entry))
+    return described
+
+
+def choose_models(args: argparse.Namespace) -> list[str]:
+    catalogue = load_catalogue()
+    if args.model:
+        return list(dict.fromkeys(args.model))
+    return catalogue.names(args.kind, defaults_only=args.defaults)
+
+
 def run_train(args: argparse.Namespace) -> None:
     import mlflow
 
-    from training.rankers import RankerParams
+    from training.compare import TABLES
     from training.tracking import tracking_uri
-    from training.train import BASELINES, DEEP_RANKERS, train_ranker
+    from training.train import accepted_params, train_model
 
     # MLflow's own default is a local ./mlruns folder: log to the project's server unless told otherwise.
     mlflow.set_tracking_uri(tracking_uri())
-    params = RankerParams(**({"epochs": args.epochs} if args.epochs else {}))
-    for model in (*BASELINES, *DEEP_RANKERS) if args.all else (args.model,):
-        outcome = train_ranker(model, params=params, user_fraction=args.user_fraction, verbose=1,
-                               gate=not args.no_gate)
-        scores = ", ".join(f"{name} {value:.4f}" for name, value in outcome.metrics.items() if name.startswith("test"))
-        print(f"{model}: {scores}; {outcome.train_seconds:.1f} s, {outcome.examples_per_second:,.0f} examples/s"
-              + (f"; {outcome.decision}" if outcome.decision else ""))
-
-
-def run_train_retriever(args: argparse.Namespace) -> None:
-    import mlflow
-
-    from training.embeddings import RETRIEVERS, EmbeddingParams, train_retriever
-    from training.tracking import tracking_uri
-    from training.two_tower import TwoTowerParams
-
-    mlflow.set_tracking_uri(tracking_uri())
-    epochs = {"epochs": args.epochs} if args.epochs else {}
-    for model in RETRIEVERS if args.all else (args.model,):
-        params = TwoTowerParams(**epochs) if model == "two_tower" else EmbeddingParams(**epochs)
-        outcome = train_retriever(model, params=params, verbose=1, gate=not args.no_gate)
-        scores = ", ".join(f"{name} {outcome.metrics[name]:.4f}" for name in
-                           ("test_recall_at_10", "test_ndcg_at_10", "test_recall_at_100", "test_coverage_at_100"))
-        print(f"{model}: {scores}; {outcome.train_seconds:.1f} s"
+    for name in choose_models(args):
+        entry = load_catalogue().entry(name)
+        overrides = {"epochs": args.epochs} if args.epochs and "epochs" in accepted_params(name) else {}
+        outcome = train_model(name, overrides=overrides, user_fraction=args.user_fraction if entry.kind.name ==
+                              "ranker" else 1.0, verbose=1, gate=not args.no_gate)
+        shown = TABLES[entry.kind.name][1]
+        scores = ", ".join(f"{shown[metric]} {value:.4f}" for metric, value in outcome.metrics.items()
+                           if metric in shown and metric.startswith("test"))
+        speed = f", {outcome.examples_per_second:,.0f} examples/s" if outcome.examples_per_second else ""
+        print(f"{name}: {scores}; {outcome.train_seconds:.1f} s{speed}"
               + (f"; {outcome.decision}" if outcome.decision else ""))
 
 
 def run_airflow(args: argparse.Namespace) -> None:
-    from eaglerec.orchestration import (
+    from cli.orchestration import (
         DEFAULT_AIRFLOW_PORT,
         USERNAME,
         airflow_home,
@@ -196,10 +229,10 @@ def run_airflow(args: argparse.Namespace) -> None:
         print(f"Airflow UI: {url} (user {USERNAME}; its generated password is in {password_file})")
         return
     conf = {"source": args.source, "dataset": args.dataset or Path(args.source.rstrip("/")).name.removesuffix(".zip")}
-    if args.rankers is not None:
-        conf["rankers"] = args.rankers.split(",") if args.rankers else []
-    if args.retrievers is not None:
-        conf["retrievers"] = args.retrievers.split(",") if args.retrievers else []
+    if args.models is not None:
+        conf["models"] = [name for name in args.models.split(",") if name]
+        for name in conf["models"]:
+            load_catalogue().entry(name)  # an unknown name fails here, before a run is triggered
     if args.epochs:
         conf["epochs"] = args.epochs
     run_pipeline(paths, conf, port)
@@ -213,7 +246,7 @@ def run_validate_training_set(args: argparse.Namespace) -> None:
           f"test {len(data.test):,} rows")
 
 
-def run_evaluate(args: argparse.Namespace) -> None:
+def run_compare(args: argparse.Namespace) -> None:
     import mlflow
 
     from training.compare import compare_models, write_comparison
@@ -230,16 +263,20 @@ def run_promote(args: argparse.Namespace) -> None:
     import mlflow
 
     from training.promotion import promote, promote_pending
+    from training.registry import PromotionError
     from training.tracking import tracking_uri
 
     mlflow.set_tracking_uri(tracking_uri())
     if args.pending:
-        decisions = promote_pending(args.kind)
-        for decision in decisions:
-            print(decision.describe())
-        if not decisions:
-            print(f"no {args.kind} version is waiting for the gate")
+        for kind in [args.kind] if args.kind else KINDS:
+            decisions = promote_pending(kind)
+            for decision in decisions:
+                print(decision.describe())
+            if not decisions:
+                print(f"no {kind} version is waiting for the gate")
         return
+    if not args.kind:
+        raise PromotionError("name the kind of model to promote (ranker or retriever), or use --pending")
     print(promote(args.kind, args.version).describe())
 
 
@@ -253,17 +290,18 @@ def run_export_sparrowrecsys(args: argparse.Namespace) -> None:
 
 def expected_errors() -> tuple[type[Exception], ...]:
     """The errors whose message already says what is wrong: printed without a traceback."""
+    from cli.orchestration import AirflowError
+    from eaglerec.contracts.catalogue import CatalogueError
     from eaglerec.export import ExportError
     from eaglerec.feature_store import FeatureStoreError
     from eaglerec.features import FeatureBuildError
     from eaglerec.ingest import IngestError
-    from eaglerec.orchestration import AirflowError
     from expectations.gate import RawGateError
     from expectations.training_gate import TrainingSetGateError
     from training.registry import PromotionError
 
     return (IngestError, RawGateError, FeatureBuildError, FeatureStoreError, TrainingSetGateError, PromotionError,
-            ExportError, ServiceStartError, AirflowError)
+            ExportError, ServiceStartError, AirflowError, CatalogueError)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -309,35 +347,36 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("action", choices=("start", "stop", "reload"))
     serve.set_defaults(run=run_serve)
 
-    train = commands.add_parser("train", help="train a ranker or baseline, log it to MLflow, run the champion gate")
-    which = train.add_mutually_exclusive_group(required=True)
-    which.add_argument("--model", choices=("popularity", "logistic_regression", "embedding_mlp", "wide_and_deep",
-                                            "neural_cf", "deepfm", "din"))
-    which.add_argument("--all", action="store_true", help="both baselines and the five deep rankers")
-    train.add_argument("--epochs", type=int, help="epochs of the deep rankers (default: RankerParams)")
-    train.add_argument("--user-fraction", type=float, default=1.0, help="train on a seeded sample of users")
-    train.add_argument("--no-gate", action="store_true",
-                       help="register without the champion gate (gate later with `promote ranker --pending`)")
-    train.set_defaults(run=run_train)
+    catalogue = load_catalogue()
+    models = commands.add_parser("models", help="list the model catalogue (eaglerec/contracts/models.toml)")
+    models.add_argument("--kind", choices=KINDS)
+    models.add_argument("--params", action="store_true",
+                        help="also each model's hyperparameters as training uses them (imports each model)")
+    models.add_argument("--json", action="store_true", help="as JSON")
+    models.set_defaults(run=run_models)
 
-    retriever = commands.add_parser("train-retriever",
-                                    help="train a retriever (baselines, item2vec, DeepWalk, two-tower), log it to "
-                                         "MLflow, run the champion gate, publish the champion's embeddings for Feast")
-    which = retriever.add_mutually_exclusive_group(required=True)
-    which.add_argument("--model", choices=("popularity", "cooccurrence", "item2vec", "deepwalk", "two_tower"))
-    which.add_argument("--all", action="store_true", help="both baselines and the three embedding retrievers")
-    retriever.add_argument("--epochs", type=int, help="epochs (default: EmbeddingParams, TwoTowerParams)")
-    retriever.add_argument("--no-gate", action="store_true",
-                           help="register without the champion gate (gate later with `promote retriever --pending`)")
-    retriever.set_defaults(run=run_train_retriever)
+    train = commands.add_parser("train", help="train models of the catalogue: log each run to MLflow, register "
+                                              "those that compete, run the champion gate")
+    which = train.add_mutually_exclusive_group(required=True)
+    which.add_argument("--model", nargs="+", choices=catalogue.names(), metavar="NAME",
+                       help=f"one or more of: {', '.join(catalogue.names())}")
+    which.add_argument("--defaults", action="store_true", help="the models the catalogue trains by default")
+    which.add_argument("--all", action="store_true", help="every model of the catalogue")
+    train.add_argument("--kind", choices=KINDS, help="with --defaults or --all: only this kind")
+    train.add_argument("--epochs", type=int, help="epochs of every model that trains in epochs (default: its params)")
+    train.add_argument("--user-fraction", type=float, default=1.0,
+                       help="rankers train on a seeded sample of users (retrievers always on all)")
+    train.add_argument("--no-gate", action="store_true",
+                       help="register without the champion gate (gate later with `promote --pending`)")
+    train.set_defaults(run=run_train)
 
     airflow = commands.add_parser("airflow", help="start/stop Airflow (127.0.0.1:8080) or run eaglerec_pipeline "
                                                   "through it and follow the run")
     airflow.add_argument("action", choices=("start", "stop", "run"))
     airflow.add_argument("--source", default=str(BUNDLED_DATASET_DIR), help="release folder, .zip or URL (run)")
     airflow.add_argument("--dataset", help="name under raw/ (default: from the source)")
-    airflow.add_argument("--rankers", help="comma-separated rankers to train (default: all)")
-    airflow.add_argument("--retrievers", help="comma-separated retrievers to train (default: all)")
+    airflow.add_argument("--models", help="comma-separated models to train (default: the catalogue's defaults; "
+                                          "empty: none)")
     airflow.add_argument("--epochs", type=int, help="epochs of every model (default: each model's own)")
     airflow.set_defaults(run=run_airflow)
 
@@ -345,12 +384,12 @@ def build_parser() -> argparse.ArgumentParser:
                                         help="run the training-set gate (Great Expectations) on rating_examples")
     training_gate.set_defaults(run=run_validate_training_set)
 
-    evaluate = commands.add_parser("evaluate", help="compare the latest run of every model on the current marts: "
-                                                    "markdown/HTML table in $EAGLEREC_HOME/reports/ and MLflow")
-    evaluate.set_defaults(run=run_evaluate)
+    compare = commands.add_parser("compare", help="compare the latest run of every model on the current marts: "
+                                                  "markdown/HTML table in $EAGLEREC_HOME/reports/ and MLflow")
+    compare.set_defaults(run=run_compare)
 
     promote = commands.add_parser("promote", help="run the champion gate for a registered ranker or retriever version")
-    promote.add_argument("kind", choices=("ranker", "retriever"))
+    promote.add_argument("kind", nargs="?", choices=KINDS, help="ranker or retriever (with --pending: default both)")
     which = promote.add_mutually_exclusive_group()
     which.add_argument("--version", help="registered version (default: the latest)")
     which.add_argument("--pending", action="store_true", help="every version not gated yet, oldest first")

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from training.feature_spec import FEATURES, LOG_SCALED
+from eaglerec.contracts.features import FEATURES, LOG_SCALED
 
 
 @dataclass

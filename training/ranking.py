@@ -1,0 +1,130 @@
+"""The ranker harness: every ranker of the catalogue trains on the same gated split and encoding, is scored on
+validation and test, and is logged to MLflow; an entry that competes is registered behind the champion gate."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from importlib import import_module
+
+import numpy as np
+
+from eaglerec.contracts.catalogue import CatalogueError, ModelEntry
+from eaglerec.contracts.encoding import FeatureEncoder
+from eaglerec.contracts.features import LABEL
+from eaglerec.contracts.names import ENCODER_ARTIFACT, MODEL_TAG, RANKER_SERVICE, TEST_SET_TAG
+from eaglerec.settings import Paths
+from training.data import load_ranking_data
+from training.metrics import score_ranker
+from training.rankers import SPLITS, RankerInputs, TrainedRanker, predict_in_batches
+from training.registry import promote_if_better
+from training.tracking import TrainedRun, hash_data_version, log_keras_model, read_git_commit
+
+
+def load_ranker_inputs(paths: Paths, user_fraction: float = 1.0) -> RankerInputs:
+    """The gated split (a seeded sample of users when user_fraction < 1), encoded with the training part's encoder."""
+    data = load_ranking_data(paths, user_fraction)
+    encoder = FeatureEncoder.fit(data.train, data.movie_ids, data.genres)
+    frames = {split: getattr(data, split) for split in SPLITS}
+    return RankerInputs(data, encoder, {split: encoder.encode(frame) for split, frame in frames.items()},
+                        {split: frame[LABEL].to_numpy() for split, frame in frames.items()})
+
+
+def log_curves(labels: np.ndarray, scores: np.ndarray, history: dict | None) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import mlflow
+    from sklearn.metrics import precision_recall_curve, roc_curve
+
+    figure, (roc_axis, pr_axis) = plt.subplots(1, 2, figsize=(10, 4))
+    false_positive, true_positive, _ = roc_curve(labels, scores)
+    roc_axis.plot(false_positive, true_positive)
+    roc_axis.plot([0, 1], [0, 1], linestyle="--", color="grey")
+    roc_axis.set(title="ROC (test)", xlabel="false positive rate", ylabel="true positive rate")
+    precision, recall, _ = precision_recall_curve(labels, scores)
+    pr_axis.plot(recall, precision)
+    pr_axis.set(title="Precision-recall (test)", xlabel="recall", ylabel="precision")
+    mlflow.log_figure(figure, "plots/roc_pr_test.png")
+    plt.close(figure)
+    if history:
+        figure, axis = plt.subplots(figsize=(5, 4))
+        for name, values in history.items():
+            axis.plot(range(1, len(values) + 1), values, label=name)
+        axis.set(title="Training curves", xlabel="epoch")
+        axis.legend()
+        mlflow.log_figure(figure, "plots/training_curves.png")
+        plt.close(figure)
+
+
+def train_ranker(entry: ModelEntry, params, paths: Paths, user_fraction: float = 1.0, verbose: int = 0,
+                 gate: bool = True) -> TrainedRun:
+    """Train one ranker of the catalogue on the train split, score validation and test, log it all to MLflow;
+    register it if its entry competes and, unless gate is False (rankers trained in parallel are gated later, one at
+    a time), run the champion gate."""
+    import mlflow
+
+    module = import_module(entry.module)
+    inputs = load_ranker_inputs(paths, user_fraction)
+    data_version = hash_data_version(paths.marts)
+    mlflow.set_experiment(entry.kind.experiment)
+    with mlflow.start_run(run_name=entry.name) as run:
+        # Runs compare only on the same test set: the same marts and the same sample of users.
+        mlflow.set_tags({MODEL_TAG: entry.name, "baseline": str(entry.baseline).lower(),
+                         "feature_service": RANKER_SERVICE, "data_version": data_version,
+                         "git_commit": read_git_commit(), TEST_SET_TAG: f"{data_version}:test:users={user_fraction}"})
+        mlflow.log_params({"model": entry.name, "user_fraction": user_fraction,
+                           "train_examples": len(inputs.data.train), **asdict(params)})
+        started = time.perf_counter()
+        trained = module.train(inputs, params, verbose)
+        train_seconds = time.perf_counter() - started
+        if trained.history:
+            mlflow.log_metric("epochs_run", trained.epochs_run)
+            for epoch in range(trained.epochs_run):
+                mlflow.log_metrics({name: float(values[epoch]) for name, values in trained.history.items()},
+                                   step=epoch + 1)
+        scores = {split: trained.score(split) for split in ("validation", "test")}
+        metrics = {f"{split}_{name}": value for split in scores
+                   for name, value in score_ranker(inputs.labels[split], scores[split]).items()}
+        examples_per_second = len(inputs.data.train) * trained.epochs_run / train_seconds
+        mlflow.log_metrics({**metrics, "train_seconds": train_seconds,
+                            "train_examples_per_second": examples_per_second})
+        log_curves(inputs.labels["test"], scores["test"], trained.history)
+        mlflow.log_dict(inputs.encoder.to_dict(), ENCODER_ARTIFACT)
+        version = decision = None
+        if entry.registered:
+            version, decision = register_ranker(entry, trained, inputs, gate)
+    return TrainedRun(entry.name, run.info.run_id, metrics, train_seconds, examples_per_second, version, decision)
+
+
+def score_registered_ranker(version, test, metric: str) -> float:
+    """A registered ranker version's test metric, with its own encoder, on another run's test frame."""
+    import mlflow
+
+    model = mlflow.tensorflow.load_model(f"models:/{version.name}/{version.version}")
+    encoder = FeatureEncoder.from_dict(mlflow.artifacts.load_dict(f"runs:/{version.run_id}/{ENCODER_ARTIFACT}"))
+    return score_ranker(test[LABEL].to_numpy(), predict_in_batches(model, encoder.encode(test)))[metric]
+
+
+def register_ranker(entry: ModelEntry, trained: TrainedRanker, inputs: RankerInputs,
+                    gate: bool = True) -> tuple[str, str | None]:
+    """Log the Keras model with signature and input example, register it, and run the champion gate (a champion
+    tested on other data is re-scored on this run's test set first)."""
+    import mlflow
+    from mlflow.models import infer_signature
+
+    if trained.keras_model is None:
+        raise CatalogueError(f"{entry.name}: `registered = true` in the catalogue, but {entry.module}.train returned "
+                             "no Keras model to register")
+    example = {name: values[:5] for name, values in inputs.encoded["test"].items()}
+    signature = infer_signature(example, predict_in_batches(trained.keras_model, example))
+    info = log_keras_model(trained.keras_model, "model", example, signature, entry.kind.registered_model)
+    version = str(info.registered_model_version)
+    if not gate:
+        return version, None
+    metric = entry.kind.gate_metric
+    decision = promote_if_better(mlflow.MlflowClient(), entry.kind.registered_model, version, metric,
+                                 score_champion=lambda champion: score_registered_ranker(champion, inputs.data.test,
+                                                                                         metric))
+    return version, decision.describe()

@@ -1,0 +1,147 @@
+"""The retriever harness: every retriever of the catalogue learns from the same training positives and is evaluated
+through the retriever contract (eaglerec/contracts/retrieval.py) on validation and test (DATA.md protocol: each
+user's held-out liked movies, movies rated in training excluded); an entry that competes is registered as an MLflow
+model of the contract behind the champion gate. The service loads that model: it serves what was evaluated."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import asdict
+from importlib import import_module
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+import eaglerec.contracts
+from eaglerec.contracts.catalogue import ModelEntry
+from eaglerec.contracts.names import MODEL_TAG, TEST_SET_TAG
+from eaglerec.contracts.retrieval import EmbeddingRetriever, Retriever
+from eaglerec.settings import Paths
+from training.metrics import score_retriever
+from training.registry import promote_if_better
+from training.retrievers import RetrievalSplit, load_retrieval_split
+from training.tracking import TrainedRun, hash_data_version, read_git_commit
+
+CUTOFFS = (10, 50, 100)
+# MLflow runs this file to load a registered retriever; it needs the eaglerec package (contracts) besides these.
+RETRIEVER_MODEL_CODE = Path(eaglerec.contracts.__file__).with_name("retriever_model.py")
+RETRIEVER_REQUIREMENTS = ["mlflow==3.17.2", "pandas<3", "numpy", "pyarrow", "scipy"]
+
+
+def recommend(retriever: Retriever, split: RetrievalSplit, users, top: int, anonymous: bool = False
+              ) -> dict[int, list[int]]:
+    """Each user's top movies through the contract, as of the end of training, movies rated in training excluded."""
+    return {user: retriever.retrieve(split.user_state(user, anonymous), top,
+                                     split.rated_in_train.get(user, ())).movie_ids.tolist() for user in users}
+
+
+def evaluate_retriever(retriever: Retriever, split: RetrievalSplit) -> dict[str, float]:
+    """Retrieval metrics on validation (to tune on) and test (the final comparison only)."""
+    users = sorted(set(split.relevant["validation"]) | set(split.relevant["test"]))
+    recommended = recommend(retriever, split, users, max(CUTOFFS))
+    return {f"{name}_{metric}": value for name in ("validation", "test") for metric, value in
+            score_retriever(recommended, split.relevant[name], len(split.index), CUTOFFS).items()}
+
+
+def log_embedding_map(movie_ids: np.ndarray, movie_vectors: np.ndarray, paths: Paths) -> None:
+    """Log a 2-D PCA map of the movie vectors, coloured by each movie's first genre."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import mlflow
+
+    catalogue = pd.read_parquet(paths.marts / "movie_catalog.parquet", columns=["movie_id", "genres"])
+    first_genre = catalogue.set_index("movie_id")["genres"].str[0].reindex(movie_ids)
+    centred = movie_vectors - movie_vectors.mean(axis=0)
+    _, _, components = np.linalg.svd(centred, full_matrices=False)
+    points = centred @ components[:2].T
+    figure, axis = plt.subplots(figsize=(8, 7))
+    for genre in first_genre.value_counts().index[:10]:
+        chosen = (first_genre == genre).to_numpy()
+        axis.scatter(points[chosen, 0], points[chosen, 1], s=3, label=genre, alpha=0.6)
+    axis.set(title="Movie embeddings (PCA), coloured by first genre")
+    axis.legend(markerscale=4, fontsize=8)
+    mlflow.log_figure(figure, "plots/movie_embedding_map.png")
+    plt.close(figure)
+
+
+def train_retriever(entry: ModelEntry, params, paths: Paths, verbose: int = 0, gate: bool = True) -> TrainedRun:
+    """Train one retriever of the catalogue, evaluate Recall/NDCG/hit rate/coverage on validation and test through
+    the retriever contract, log it to MLflow; register it if its entry competes and (unless gate is False) run the
+    champion gate on the kind's gate metric."""
+    import mlflow
+
+    module = import_module(entry.module)
+    split = load_retrieval_split(paths)
+    mlflow.set_experiment(entry.kind.experiment)
+    with mlflow.start_run(run_name=entry.name) as run:
+        data_version = hash_data_version(paths.marts)
+        evaluation_users = len(set(split.relevant["validation"]) | set(split.relevant["test"]))
+        mlflow.set_tags({MODEL_TAG: entry.name, "baseline": str(entry.baseline).lower(), "data_version": data_version,
+                         "git_commit": read_git_commit(), TEST_SET_TAG: f"{data_version}:test"})
+        mlflow.log_params({"model": entry.name, "evaluation_users": evaluation_users, **asdict(params)})
+        started = time.perf_counter()
+        trained = module.train(split, params, verbose)
+        train_seconds = time.perf_counter() - started
+        mlflow.set_tag("retriever_type", trained.served.retriever_type)
+        for epoch, loss in enumerate(trained.losses, start=1):
+            mlflow.log_metric("loss", loss, step=epoch)
+        metrics = evaluate_retriever(trained.evaluated or trained.served, split)
+        mlflow.log_metrics({**metrics, "train_seconds": train_seconds})
+        if isinstance(trained.served, EmbeddingRetriever):
+            log_embedding_map(trained.served.movie_ids, trained.served.movie_vectors, paths)
+        version = decision = None
+        if entry.registered:
+            version, decision = register_retriever(entry, trained.served, split, gate)
+    return TrainedRun(entry.name, run.info.run_id, metrics, train_seconds, None, version, decision)
+
+
+def load_registered_retriever(uri: str) -> Retriever:
+    """The retriever of a registered version (models:/name/version), loaded as the service loads it."""
+    import mlflow
+
+    return mlflow.pyfunc.load_model(uri).unwrap_python_model().retriever
+
+
+def score_registered_retriever(version, split: RetrievalSplit, metric: str) -> float:
+    """A registered retriever version's test metric on another split. Users are described to it by their liked
+    training movies only, not by id: the version may have learnt its users from other data."""
+    retriever = load_registered_retriever(f"models:/{version.name}/{version.version}")
+    cutoff = int(metric.rsplit("_", 1)[1])
+    recommended = recommend(retriever, split, sorted(split.relevant["test"]), cutoff, anonymous=True)
+    return score_retriever(recommended, split.relevant["test"], len(split.index), (cutoff,))[metric]
+
+
+def register_retriever(entry: ModelEntry, retriever: Retriever, split: RetrievalSplit,
+                       gate: bool = True) -> tuple[str, str | None]:
+    """Log the retriever as an MLflow model of the contract (its tables as artifacts, its type in the config),
+    register it and run the champion gate."""
+    import mlflow
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import Array, ColSpec, ParamSchema, ParamSpec, Schema
+
+    users = sorted(split.train_sequences)[:2]
+    example = pd.DataFrame({"user_id": users, "liked_movie_ids": [split.train_sequences[users[0]][-5:], []],
+                            "exclude": [[1], []]})
+    signature = ModelSignature(
+        Schema([ColSpec("long", "user_id", required=False), ColSpec(Array("long"), "liked_movie_ids", required=False),
+                ColSpec(Array("long"), "exclude", required=False)]),
+        Schema([ColSpec("long", "user_id"), ColSpec(Array("long"), "movie_ids"), ColSpec(Array("double"), "scores")]),
+        ParamSchema([ParamSpec("k", "long", 10)]))
+    with tempfile.TemporaryDirectory() as folder:
+        info = mlflow.pyfunc.log_model(name="model", python_model=str(RETRIEVER_MODEL_CODE),
+                                       artifacts=retriever.save(Path(folder)),
+                                       model_config={"retriever_type": retriever.retriever_type, **retriever.config},
+                                       signature=signature, input_example=example,
+                                       pip_requirements=RETRIEVER_REQUIREMENTS,
+                                       registered_model_name=entry.kind.registered_model)
+    version = str(info.registered_model_version)
+    if not gate:
+        return version, None
+    metric = entry.kind.gate_metric
+    decision = promote_if_better(mlflow.MlflowClient(), entry.kind.registered_model, version, metric,
+                                 score_champion=lambda champion: score_registered_retriever(champion, split, metric))
+    return version, decision.describe()
