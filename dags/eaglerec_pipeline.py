@@ -11,9 +11,10 @@ The whole EagleRec platform, from a MovieLens release to the served champion, in
 4. the **training-set gate** on `rating_examples`;
 5. **train** the models chosen in the run's `models` param, one mapped task each (shown by model name), registered in
    MLflow but not gated yet; the choice list and its defaults come from the model catalogue
-   (`eaglerec/contracts/models.toml`; `eaglerec models` lists it). Then **compare** them (the comparison table in
-   MLflow) and **promote**: the champion gate, one version at a time;
-6. **reload** the running recommender and **build** the bento.
+   (`eaglerec/contracts/models.toml`; `eaglerec models` lists it). Then **promote**: the champion gate, one version
+   at a time;
+6. **compare** every model (the comparison table in MLflow, with each version's role), **reload** the running
+   recommender and **build** the bento.
 
 Every task calls the `eaglerec` CLI of the ML environment on this repository's code (this file only orchestrates)
 and is idempotent: re-running a task or the DAG rebuilds the same outputs. Params choose the release, the models,
@@ -44,8 +45,9 @@ EPOCHS = "{{ '--epochs ' ~ params.epochs if params.epochs else '' }}"
 
 
 def describe_model(name: str) -> str:
+    """How the trigger form shows a model: its name and kind (`eaglerec models` describes them)."""
     entry = CATALOGUE[name]
-    return f"{name} ({entry['kind']}{', baseline' if entry['baseline'] else ''}): {entry['description']}"
+    return f"{name} ({entry['kind']}{' baseline' if entry['baseline'] else ''})"
 
 
 def run_eaglerec(task_id: str, *commands: str, **task_options):
@@ -91,8 +93,8 @@ def train(model: str) -> str:
         "models": Param([name for name, entry in CATALOGUE.items() if entry["default"]], type="array",
                         items={"type": "string", "enum": list(CATALOGUE)}, examples=list(CATALOGUE),
                         values_display={name: describe_model(name) for name in CATALOGUE}, title="Models to train",
-                        description="models of the catalogue (eaglerec/contracts/models.toml) to train; "
-                                    "default: those it trains by default"),
+                        description="models of the catalogue (eaglerec/contracts/models.toml; `eaglerec models` "
+                                    "describes them) to train; default: those it trains by default"),
         "epochs": Param(None, type=["null", "integer"], minimum=1, maximum=100,
                         description="epochs of every model that trains in epochs (empty: each model's default)"),
     },
@@ -112,8 +114,8 @@ def eaglerec_pipeline():
     training_set_gate = run_eaglerec("training_set_gate", "validate-training-set")
     models = choose_models()
     trained = train.expand(model=models)
-    compare = run_eaglerec("compare", "compare", trigger_rule="none_failed")
     promote = run_eaglerec("promote", "promote --pending", trigger_rule="none_failed")
+    compare = run_eaglerec("compare", "compare")
     reload_recommender = run_eaglerec("reload_recommender", "serve reload")
 
     @task.bash(env=TASK_ENV, append_env=True)
@@ -122,8 +124,7 @@ def eaglerec_pipeline():
         return f"cd {shlex.quote(str(REPO))} && {bentoml} build -f bentos/recommender/bentofile.yaml . -o tag"
 
     ingest >> raw_gate >> dbt >> feast_apply >> materialize >> training_set_gate >> models
-    trained >> compare >> promote >> reload_recommender
-    promote >> build_bento()
+    trained >> promote >> [compare, reload_recommender, build_bento()]
 
 
 eaglerec_pipeline()

@@ -57,7 +57,7 @@ def find_dbt() -> str:
 LAYERS_WITHOUT_MARTS = ("staging", "intermediate")
 
 
-def record_build(paths: Paths, dataset: str, dbt_vars: dict, marts_dir: Path) -> None:
+def record_build(gate: dict, dataset: str, dbt_vars: dict, marts_dir: Path) -> None:
     """Write marts/_build.json: what the marts were built from (raw checksums, dbt code, vars).
 
     It names the data version of the marts: parquet bytes differ between identical rebuilds (parallel writes),
@@ -65,7 +65,6 @@ def record_build(paths: Paths, dataset: str, dbt_vars: dict, marts_dir: Path) ->
     """
     import hashlib
 
-    gate = require_passed_gate(paths.raw_dataset(dataset))
     code = hashlib.sha256()
     for path in sorted(DBT_PROJECT_DIR.rglob("*")):
         if path.is_file() and path.suffix in (".sql", ".yml") and "target" not in path.parts:
@@ -86,7 +85,7 @@ def build_features(dataset: str, paths: Paths | None = None, split_method: str =
     paths = paths or Paths.from_env()
     if split_method not in SPLIT_METHODS:
         raise ValueError(f"split_method {split_method!r}: expected one of {', '.join(SPLIT_METHODS)}")
-    require_passed_gate(paths.raw_dataset(dataset))
+    gate = require_passed_gate(paths.raw_dataset(dataset))
     paths.marts.mkdir(parents=True, exist_ok=True)
     writes_marts = not select or any(part not in LAYERS_WITHOUT_MARTS for part in select.split())
     staging = paths.home / "marts.building"
@@ -112,6 +111,6 @@ def build_features(dataset: str, paths: Paths | None = None, split_method: str =
                                 f"are unchanged; see the dbt output above and {log}")
     if writes_marts:
         # The data version record describes the marts it is swapped in with.
-        record_build(paths, dataset, dbt_vars, staging)
+        record_build(gate, dataset, dbt_vars, staging)
         replace_dir(staging, paths.marts)
     return paths.marts

@@ -121,6 +121,7 @@ def register_ranker(entry: ModelEntry, trained: TrainedRanker, inputs: RankerInp
     signature = infer_signature(example, predict_in_batches(trained.keras_model, example))
     info = log_keras_model(trained.keras_model, "model", example, signature, entry.kind.registered_model)
     version = str(info.registered_model_version)
+    mlflow.MlflowClient().set_model_version_tag(entry.kind.registered_model, version, MODEL_TAG, entry.name)
     if not gate:
         return version, None
     metric = entry.kind.gate_metric

@@ -139,9 +139,13 @@ def register_retriever(entry: ModelEntry, retriever: Retriever, split: Retrieval
                                        pip_requirements=RETRIEVER_REQUIREMENTS,
                                        registered_model_name=entry.kind.registered_model)
     version = str(info.registered_model_version)
+    client = mlflow.MlflowClient()
+    # Which model and which retriever type a version is, shown in the registry.
+    for key, value in ((MODEL_TAG, entry.name), ("retriever_type", retriever.retriever_type)):
+        client.set_model_version_tag(entry.kind.registered_model, version, key, value)
     if not gate:
         return version, None
     metric = entry.kind.gate_metric
-    decision = promote_if_better(mlflow.MlflowClient(), entry.kind.registered_model, version, metric,
+    decision = promote_if_better(client, entry.kind.registered_model, version, metric,
                                  score_champion=lambda champion: score_registered_retriever(champion, split, metric))
     return version, decision.describe()

@@ -65,6 +65,7 @@ def test_the_catalogue_decides_what_is_registered_and_the_champion_is_the_best_s
     versions = {runs[name].version for name in REGISTERED}
     assert len(versions) == len(REGISTERED) and None not in versions
     assert all(runs[name].version is None for name in RANKERS if name not in REGISTERED)
+    assert all(client.get_model_version(RANKER_MODEL, runs[name].version).tags["model"] == name for name in REGISTERED)
     champion = client.get_model_version_by_alias(RANKER_MODEL, CHAMPION)
     # The gate moves the champion only forward, so the champion has the best test AUC of the versions so far.
     best = max(REGISTERED, key=lambda name: runs[name].metrics["test_auc"])
