@@ -195,8 +195,8 @@ def run_train(args: argparse.Namespace) -> None:
     for name in choose_models(args):
         entry = load_catalogue().entry(name)
         overrides = {"epochs": args.epochs} if args.epochs and "epochs" in accepted_params(name) else {}
-        outcome = train_model(name, overrides=overrides, user_fraction=args.user_fraction if entry.kind.name ==
-                              "ranker" else 1.0, verbose=1, gate=not args.no_gate)
+        user_fraction = args.user_fraction if entry.kind.name == "ranker" else 1.0
+        outcome = train_model(name, overrides=overrides, user_fraction=user_fraction, verbose=1, gate=not args.no_gate)
         shown = TABLES[entry.kind.name][1]
         scores = ", ".join(f"{shown[metric]} {value:.4f}" for metric, value in outcome.metrics.items()
                            if metric in shown and metric.startswith("test"))

@@ -1,1 +1,2 @@
-"""Training: embeddings, rankers, baselines, evaluation, MLflow tracking and the champion gate."""
+"""Training: one module per model of the catalogue (rankers/, retrievers/), their two harnesses, evaluation, MLflow
+tracking and the champion gate."""
