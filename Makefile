@@ -67,6 +67,7 @@ run: install ## Start MLflow and Airflow, run eaglerec_pipeline on the bundled s
 
 run-direct: install ## The same pipeline without Airflow: each stage's CLI in order (for debugging a stage)
 	$(ML_BIN)/eaglerec ingest
+	$(ML_BIN)/eaglerec take-events
 	$(ML_BIN)/eaglerec validate
 	$(ML_BIN)/eaglerec build-features
 	$(ML_BIN)/eaglerec show-marts

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from eaglerec.contracts.catalogue import KINDS, load_catalogue
 from eaglerec.features import SPLIT_METHODS
+from eaglerec.ingest import IngestError
 from eaglerec.settings import BUNDLED_DATASET_DIR, DEFAULT_DATASET, Paths, apply_offline_env
 
 
@@ -21,6 +22,18 @@ def run_ingest(args: argparse.Namespace) -> None:
     result = ingest(args.source, args.dataset, expected_sha256=args.sha256)
     state = "copied" if result.changed else "unchanged (same checksums)"
     print(f"ingest {result.dataset}: {state} -> {result.raw_dir}")
+
+
+def run_take_events(args: argparse.Namespace) -> None:
+    from eaglerec.event_log import take_live_ratings
+
+    paths = Paths.from_env()
+    raw_dir = paths.raw_dataset(args.dataset)
+    if not raw_dir.is_dir():
+        raise IngestError(f"{raw_dir}: no ingested dataset {args.dataset!r}: run `eaglerec ingest` first")
+    taken = take_live_ratings(paths.events, raw_dir)
+    print(f"take-events {args.dataset}: {taken.events:,} logged rating events -> {taken.ratings:,} live ratings in "
+          f"{raw_dir / 'live_ratings.csv'} (watermark {taken.watermark.offsets or 'empty log'})")
 
 
 def run_validate(args: argparse.Namespace) -> None:
@@ -295,7 +308,6 @@ def expected_errors() -> tuple[type[Exception], ...]:
     from eaglerec.export import ExportError
     from eaglerec.feature_store import FeatureStoreError
     from eaglerec.features import FeatureBuildError
-    from eaglerec.ingest import IngestError
     from expectations.gate import RawGateError
     from expectations.training_gate import TrainingSetGateError
     from training.registry import PromotionError
@@ -315,6 +327,12 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--dataset", help="name under raw/ (default: the folder or zip name)")
     ingest.add_argument("--sha256", help="expected SHA-256 of a downloaded zip")
     ingest.set_defaults(run=run_ingest)
+
+    take = commands.add_parser("take-events", help="take the recommender's logged ratings up to now into the raw "
+                                                   "dataset (live_ratings.csv, checked by the raw gate) for the "
+                                                   "next features build")
+    take.add_argument("--dataset", default=DEFAULT_DATASET)
+    take.set_defaults(run=run_take_events)
 
     validate = commands.add_parser("validate", help="run the raw gate (Great Expectations) on an ingested dataset")
     validate.add_argument("--dataset", default=DEFAULT_DATASET)

@@ -3,8 +3,9 @@
 
 The whole EagleRec platform, from a MovieLens release to the served champion, in the order the data flows:
 
-1. **ingest** the release (a folder, a `.zip` or an `https://…zip`; default: the bundled ml-latest-small) and run the
-   **raw gate** (Great Expectations): a bad file stops the run here, naming file, column and rows;
+1. **ingest** the release (a folder, a `.zip` or an `https://…zip`; default: the bundled ml-latest-small), **take the
+   events** the recommender logged (users' ratings on the site, up to a watermark) beside it, and run the **raw gate**
+   (Great Expectations) on both: a bad file stops the run here, naming file, column and rows;
 2. **dbt** on DuckDB, one task per layer: `staging` → `intermediate` → `marts` (the parquet marts, Assets of the same
    name, with their data tests);
 3. **Feast**: apply the feature repo, materialise the latest feature states online;
@@ -102,6 +103,7 @@ def train(model: str) -> str:
 def eaglerec_pipeline():
     dataset = "--dataset {{ params.dataset }}"
     ingest = run_eaglerec("ingest", "ingest {{ params.source | shell_quote }} " + dataset)
+    take_events = run_eaglerec("take_events", "take-events " + dataset)
     raw_gate = run_eaglerec("raw_gate", "validate " + dataset)
     with TaskGroup("dbt", tooltip="dbt build, one task per layer") as dbt:
         staging, intermediate, marts = (
@@ -123,7 +125,7 @@ def eaglerec_pipeline():
         bentoml = shlex.quote(str(ML_BIN / "bentoml"))
         return f"cd {shlex.quote(str(REPO))} && {bentoml} build -f bentos/recommender/bentofile.yaml . -o tag"
 
-    ingest >> raw_gate >> dbt >> feast_apply >> materialize >> training_set_gate >> models
+    ingest >> take_events >> raw_gate >> dbt >> feast_apply >> materialize >> training_set_gate >> models
     trained >> promote >> [compare, reload_recommender, build_bento()]
 
 

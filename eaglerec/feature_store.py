@@ -172,15 +172,27 @@ def load_movie_facts(paths: Paths | None = None) -> dict[int, MovieFacts]:
 def push_rating_event(store, movies: dict[int, MovieFacts], user_id: int, movie_id: int, rating: float,
                       rated_at: int) -> dict:
     """Update a user's recent activity and profile in the online store at once; return the new profile."""
+    return push_user_ratings(store, movies, user_id, [(movie_id, rating, rated_at)])
+
+
+def push_user_ratings(store, movies: dict[int, MovieFacts], user_id: int,
+                      ratings: list[tuple[int, float, int]]) -> dict:
+    """Fold ratings (movie_id, rating, rated_at), in the order given, into a user's online recent activity and push
+    it with the profile recomputed from it (two writes, each the user's whole row); return the new profile.
+
+    Idempotent: folding a rating the state already holds replaces it with itself, so replaying events is safe."""
     from feast.data_source import PushMode
 
-    if movie_id not in movies:
-        raise FeatureStoreError(f"movie_id {movie_id}: not in movie_catalog")
+    unknown = [movie_id for movie_id, _, _ in ratings if movie_id not in movies]
+    if unknown:
+        raise FeatureStoreError(f"movie_id {unknown[0]}: not in movie_catalog")
     current = store.get_online_features(features=ACTIVITY_FEATURES, entity_rows=[{"user_id": user_id}]).to_dict()
-    activity = fold_rating({name: current[name][0] for name in ACTIVITY_COLUMNS}, movie_id, rating, rated_at)
+    activity = {name: current[name][0] for name in ACTIVITY_COLUMNS}
+    for movie_id, rating, rated_at in ratings:
+        activity = fold_rating(activity, movie_id, rating, rated_at)
     profile = profile_from_activity(activity, movies)
     # The new state holds from the next second, like the rows dbt writes.
-    valid_from = pd.Timestamp(rated_at + 1, unit="s", tz="UTC")
+    valid_from = pd.Timestamp(activity["recent_rated_ats"][0] + 1, unit="s", tz="UTC")
     store.push("user_recent_activity_push", pd.DataFrame([{"user_id": user_id, **activity,
                                                            "valid_from_timestamp": valid_from}]), to=PushMode.ONLINE)
     store.push("user_profiles_push", pd.DataFrame([{"user_id": user_id, **profile,

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from eaglerec.contracts.names import RAW_GATE_RECORD
+from eaglerec.event_log import LIVE_RATINGS_FILE, WATERMARK_FILE
 from eaglerec.files import compute_sha256
 from eaglerec.settings import DBT_PROJECT_DIR, Paths
 
@@ -40,7 +41,10 @@ def require_passed_gate(raw_dir: Path) -> dict:
         raise UngatedReleaseError(f"{raw_dir}: no passed raw gate recorded ({RAW_GATE_RECORD} missing): run "
                                   "`eaglerec validate` first; the marts are unchanged")
     recorded = json.loads(record.read_text())
-    changed = [name for name, sha in recorded["checksums"].items() if compute_sha256(raw_dir / name) != sha]
+    changed = [name for name, sha in recorded["checksums"].items()
+               if not (raw_dir / name).is_file() or compute_sha256(raw_dir / name) != sha]
+    # Live ratings taken after the gate ran were never validated.
+    changed += [path.name for path in raw_dir.glob("*.csv") if path.name not in recorded["checksums"]]
     if changed:
         problems = "; ".join(f"{name}: changed since it was validated" for name in changed)
         raise UngatedReleaseError(f"{raw_dir}: {problems}; validate again (the marts are unchanged)")
@@ -95,6 +99,9 @@ def build_features(dataset: str, paths: Paths | None = None, split_method: str =
             shutil.copytree(paths.marts, staging)
         staging.mkdir(parents=True, exist_ok=True)
     dbt_vars = {"dataset": dataset, "split_method": split_method, "split_seed": split_seed}
+    live_ratings = paths.raw_dataset(dataset) / LIVE_RATINGS_FILE
+    if live_ratings.is_file():  # the site's ratings a features run took (else the dbt source reads none)
+        dbt_vars["live_ratings_path"] = str(live_ratings)
     args = [find_dbt(), "build", "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR),
             "--vars", json.dumps(dbt_vars)]
     if select:
@@ -112,5 +119,11 @@ def build_features(dataset: str, paths: Paths | None = None, split_method: str =
     if writes_marts:
         # The data version record describes the marts it is swapped in with.
         record_build(gate, dataset, dbt_vars, staging)
+        # Which logged events the marts hold (the service replays the later ones): none taken, none held.
+        watermark = paths.raw_dataset(dataset) / WATERMARK_FILE
+        if live_ratings.is_file() and watermark.is_file():
+            shutil.copyfile(watermark, staging / WATERMARK_FILE)
+        else:
+            (staging / WATERMARK_FILE).unlink(missing_ok=True)
         replace_dir(staging, paths.marts)
     return paths.marts

@@ -57,6 +57,11 @@ class Paths:
         return self.home / "warehouse.duckdb"
 
     @property
+    def events(self) -> Path:
+        """The service's durable log of rating events and impressions (eaglerec/event_log.py)."""
+        return self.home / "events"
+
+    @property
     def exports(self) -> Path:
         return self.home / "exports"
 

@@ -172,6 +172,8 @@ def validate_raw_dataset(raw_dir: Path, now: int | None = None) -> GateReport:
     for name, spec in RAW_FILE_SPECS.items():
         path = raw_dir / spec.file_name
         if not path.is_file():
+            if spec.optional_file:
+                continue
             problems.append(f"{spec.file_name}: missing from {raw_dir}")
             continue
         frame = read_typed_frame(path, spec)
@@ -205,7 +207,8 @@ def validate_raw_dataset(raw_dir: Path, now: int | None = None) -> GateReport:
     report = GateReport(
         raw_dir=raw_dir,
         row_counts={name: len(frame) for name, frame in typed.items()},
-        checksums={spec.file_name: compute_sha256(raw_dir / spec.file_name) for spec in RAW_FILE_SPECS.values()},
+        checksums={spec.file_name: compute_sha256(raw_dir / spec.file_name) for name, spec in RAW_FILE_SPECS.items()
+                   if name in typed},
         expectations_run=expectations_run,
     )
     gate_file.write_text(json.dumps({

@@ -36,6 +36,12 @@ def call(base: str, path: str, body=None, headers=None, method=None) -> tuple[in
         return status, payload.decode()
 
 
+def without_request_id(answer: tuple[int, object]) -> tuple[int, object]:
+    """An answer without its request_id, which names each answer once (two calls never share it)."""
+    status, body = answer
+    return status, ({k: v for k, v in body.items() if k != "request_id"} if isinstance(body, dict) else body)
+
+
 def start_service(serving_registry, target: str, extra_env: dict | None = None, bentoml: Path | None = None,
                   cwd: Path | None = None):
     """Start `bentoml serve target` on a free port with the serving home and registry; return (process, base URL).

@@ -18,7 +18,7 @@ from training.data import load_ranking_data
 from training.metrics import score_ranker
 from training.rankers import SPLITS, RankerInputs, TrainedRanker, predict_in_batches
 from training.registry import promote_if_better
-from training.tracking import TrainedRun, hash_data_version, log_keras_model, read_git_commit
+from training.tracking import TrainedRun, hash_data_version, log_keras_model, read_git_commit, read_live_data
 
 
 def load_ranker_inputs(paths: Paths, user_fraction: float = 1.0) -> RankerInputs:
@@ -75,7 +75,7 @@ def train_ranker(entry: ModelEntry, params, paths: Paths, user_fraction: float =
                          "feature_service": RANKER_SERVICE, "data_version": data_version,
                          "git_commit": read_git_commit(), TEST_SET_TAG: f"{data_version}:test:users={user_fraction}"})
         mlflow.log_params({"model": entry.name, "user_fraction": user_fraction,
-                           "train_examples": len(inputs.data.train), **asdict(params)})
+                           "train_examples": len(inputs.data.train), **read_live_data(paths.marts), **asdict(params)})
         started = time.perf_counter()
         trained = module.train(inputs, params, verbose)
         train_seconds = time.perf_counter() - started

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -62,6 +63,16 @@ def hash_data_version(marts_dir: Path) -> str:
     if not record.exists():
         raise FileNotFoundError(f"{record} is missing: build the marts with `eaglerec build-features`")
     return hashlib.sha256(record.read_bytes()).hexdigest()[:16]
+
+
+def read_live_data(marts_dir: Path) -> dict[str, int]:
+    """How many of the service's logged rating events the marts were built with, and the live ratings they made
+    (the latest per user and movie); zeros when a features run took none."""
+    from eaglerec.event_log import WATERMARK_FILE
+
+    path = marts_dir / WATERMARK_FILE
+    record = json.loads(path.read_text()) if path.exists() else {}
+    return {"live_events": int(record.get("events", 0)), "live_ratings": int(record.get("ratings", 0))}
 
 
 def read_git_commit() -> str:

@@ -10,6 +10,7 @@ import logging
 import os
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,12 +26,13 @@ from bentos.recommender.candidates import (
 from bentos.recommender.errors import InvalidRequestError, UnavailableError
 from bentos.recommender.events import EventRecorder
 from bentos.recommender.models import ModelSet, load_model_set
-from bentos.recommender.movie_catalog import LiveRatings, MovieCatalog, load_movie_catalog
+from bentos.recommender.movie_catalog import MovieCatalog, load_movie_catalog
 from bentos.recommender.queries import check_k, summarise_movie
 from bentos.recommender.reranking import GenreCap, rerank_top
 from bentos.recommender.user_state import UserStateReader, to_user_state
 from eaglerec.contracts.catalogue import load_catalogue
 from eaglerec.contracts.names import CHALLENGER, CHAMPION
+from eaglerec.event_log import ImpressionLog, RatingLog, Watermark
 from eaglerec.feature_store import load_movie_facts, open_feature_store
 from eaglerec.settings import Paths
 
@@ -99,17 +101,22 @@ class RecommendationEngine:
         self.sources = parse_sources(self.config.candidate_sources)
         self.rerankers = (GenreCap(self.config.max_per_genre),)
         self.store = open_feature_store(self.config.paths)
-        self.live = LiveRatings()
         movie_facts = load_movie_facts(self.config.paths)
         self.user_state = UserStateReader(self.store, movie_facts)
-        self.events = EventRecorder(self.store, movie_facts, self.live, self.user_state)
+        self.events = EventRecorder(self.store, movie_facts, RatingLog(self.config.paths.events), self.user_state)
+        self.impressions = ImpressionLog(self.config.paths.events)
         self._reload_lock = threading.Lock()
-        self.snapshot = self.load_snapshot()
+        self.snapshot = self.with_live_ratings(self.load_snapshot())
 
     def load_snapshot(self) -> Snapshot:
-        catalog = load_movie_catalog(self.config.paths, self.store, self.live)
+        catalog = load_movie_catalog(self.config.paths, self.store)
         return Snapshot(catalog, load_model_set(catalog, self.config.tracking_uri, self.config.ranker_model,
                                                 self.config.retriever_model), time.time())
+
+    def with_live_ratings(self, snapshot: Snapshot) -> Snapshot:
+        """The snapshot with the logged ratings its marts do not hold (replayed from the event log)."""
+        snapshot.catalog.live = self.events.replay(Watermark.read(self.config.paths.marts))
+        return snapshot
 
     def reload(self) -> dict:
         """Load the current champions and tables, then swap them in at once; requests in flight keep the old ones.
@@ -117,7 +124,7 @@ class RecommendationEngine:
         with self._reload_lock:
             before = self.snapshot.models.describe()
             try:
-                snapshot = self.load_snapshot()
+                snapshot = self.with_live_ratings(self.load_snapshot())
             except Exception as exc:
                 LOGGER.exception("reload failed; the current models stay")
                 raise UnavailableError(f"reload failed ({type(exc).__name__}: {exc}); still serving {before}") from exc
@@ -134,6 +141,8 @@ class RecommendationEngine:
     def status(self) -> dict:
         """What /readyz reports: ready (models loaded) and whether requests are degraded."""
         online = self.user_state.probe()
+        if online:
+            self.events.push_pending()
         return {"ready": True, "degraded": not online, "online_store": "ok" if online else "unavailable",
                 "models": self.snapshot.models.describe()}
 
@@ -147,11 +156,24 @@ class RecommendationEngine:
                                 frozenset(catalog.rated_movie_ids(user_id, state.get("recent_movie_ids") or ())))
 
     def recommend(self, user_id: int, k: int = 10, variant: str | None = None, explain: bool = True,
-                  ranker: str | None = None, retriever_only: bool = False) -> dict:
+                  ranker: str | None = None, retriever_only: bool = False, api: str = "recommend") -> dict:
         """Top k movies for a user: ranked by the variant's ranker, or by a ranker named by its catalogue name, or
-        straight from the retriever (SparrowRecSys's model=emb)."""
-        check_k(k, self.config.max_k)
+        straight from the retriever (SparrowRecSys's model=emb). Each answer has a request_id and is logged as an
+        impression (what was shown, where, by which models), which a later rating event may name."""
         snapshot = self.snapshot
+        answer = self.rank_for(snapshot, user_id, k, variant, explain, ranker, retriever_only)
+        answer = {**answer, "request_id": uuid.uuid4().hex, "retriever_model": snapshot.models.retriever.label}
+        self.impressions.record({
+            "request_id": answer["request_id"], "served_at": time.time(), "api": api, "user_id": user_id,
+            "variant": answer["variant"], "cold_start": answer["cold_start"], "ranker": answer["ranker"],
+            "retriever": answer["retriever_model"],
+            "items": [{"movie_id": item["movie_id"], "position": position, "score": item["score"],
+                       "source": item["retriever"]} for position, item in enumerate(answer["items"], start=1)]})
+        return answer
+
+    def rank_for(self, snapshot: Snapshot, user_id: int, k: int, variant: str | None, explain: bool,
+                 ranker: str | None, retriever_only: bool) -> dict:
+        check_k(k, self.config.max_k)
         models = snapshot.models
         if variant is not None and variant not in models.rankers:
             raise InvalidRequestError(f"variant {variant!r}: expected one of {sorted(models.rankers)}")

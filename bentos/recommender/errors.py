@@ -15,6 +15,12 @@ class NotFoundError(LookupError):
     status = 404
 
 
+class ConflictError(ValueError):
+    """The request contradicts what is recorded (an event id sent again with other values): 409 with this message."""
+
+    status = 409
+
+
 class UnavailableError(RuntimeError):
     """A dependency is down and the request cannot be served without it: 503 with this message."""
 

@@ -110,8 +110,10 @@ class MovieCatalog:
         return genres[0] if len(genres) else "(no genres listed)"
 
     def user_ratings(self, user_id: int) -> list[Rating]:
-        """Every rating of a user, the marts' and the live ones, oldest first."""
-        return [*self.ratings.of_user(user_id), *self.live.of(user_id)]
+        """Every rating of a user, the marts' and the live ones (a later rating of a movie replaces an earlier one),
+        oldest first."""
+        ratings, live = self.ratings.of_user(user_id), self.live.of(user_id)
+        return supersede(ratings, live) if live else ratings
 
     def rated_movie_ids(self, user_id: int, extra_movie_ids=()) -> set[int]:
         """Every movie the user rated (marts and live), with extra ones the online store knows of."""
@@ -125,19 +127,41 @@ class MovieCatalog:
 
 
 class LiveRatings:
-    """Ratings posted to the service since it started (they are in the online store, not yet in the marts)."""
+    """The logged ratings the marts do not hold yet (posted since the marts' watermark), by event key: adding a key
+    it holds changes nothing, so a replay and a request recording the same event count it once."""
 
     def __init__(self):
         self._lock = threading.Lock()
+        self._keys: set[str] = set()
         self._by_user: dict[int, list[Rating]] = {}
 
-    def add(self, rating: Rating) -> None:
+    def add(self, key: str, rating: Rating) -> None:
         with self._lock:
-            self._by_user.setdefault(rating.user_id, []).append(rating)
+            if key not in self._keys:
+                self._keys.add(key)
+                self._by_user.setdefault(rating.user_id, []).append(rating)
 
     def of(self, user_id: int) -> list[Rating]:
+        """A user's live ratings in the order they were logged."""
         with self._lock:
             return list(self._by_user.get(user_id, ()))
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+
+def supersede(ratings: list[Rating], live: list[Rating]) -> list[Rating]:
+    """A user's ratings with live ones merged as the features build merges them: one rating per movie, the later one
+    (the live one on a tie, the last logged among live ones); oldest first."""
+    latest: dict[int, Rating] = {}
+    for rating in live:
+        known = latest.get(rating.movie_id)
+        if known is None or rating.rated_at >= known.rated_at:
+            latest[rating.movie_id] = rating
+    newer_in_marts = {r.movie_id for r in ratings if r.movie_id in latest and r.rated_at > latest[r.movie_id].rated_at}
+    kept = [r for r in ratings if r.movie_id not in latest or r.movie_id in newer_in_marts]
+    kept += [r for movie_id, r in latest.items() if movie_id not in newer_in_marts]
+    return sorted(kept, key=lambda r: (r.rated_at, r.movie_id))
 
 
 def split_title(title: str) -> str:

@@ -34,6 +34,11 @@ class RatingEvent(Strict):
     movie_id: int = Id
     rating: float = Field(ge=0.5, le=5.0, description="half stars, 0.5 to 5.0")
     rated_at: int | None = Field(None, ge=0, le=2**40, description="epoch seconds; default now")
+    event_id: str | None = Field(None, pattern=r"^[A-Za-z0-9._:-]{1,64}$",
+                                 description="the client's idempotency key: a retry with the same id is recorded once "
+                                             "(default: user_id:movie_id:rated_at)")
+    request_id: str | None = Field(None, pattern=r"^[A-Za-z0-9-]{1,64}$",
+                                   description="the recommendation answer (its request_id) that showed this movie")
 
 
 class Movie(BaseModel):
@@ -58,6 +63,9 @@ class Recommendations(BaseModel):
     candidates: int = Field(description="movies ranked (after retrieval and dropping rated ones)")
     degraded: bool = Field(description="the online store did not answer: user state recomputed from memory")
     items: list[RecommendedMovie]
+    request_id: str = Field(description="names this answer in the impression log (also the X-Request-ID header); a "
+                                        "rating of a movie it showed may send it back")
+    retriever_model: str = Field(description="the retriever that proposed candidates, e.g. two_tower v5")
 
 
 class SimilarMovie(Movie):
@@ -128,11 +136,14 @@ class Genres(BaseModel):
 
 class EventAccepted(BaseModel):
     accepted: bool
+    duplicate: bool = Field(description="this event_id was recorded before: nothing changed")
+    event_id: str
     user_id: int
     movie_id: int
     rating: float
     rated_at: int
-    user_rating_count: int | None
+    request_id: str | None
+    user_rating_count: int | None = Field(description="ratings in the user's profile window (None for a duplicate)")
 
 
 class ReloadResult(BaseModel):

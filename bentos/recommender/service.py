@@ -15,14 +15,14 @@ from http import HTTPStatus
 from typing import Annotated, Literal
 
 import bentoml
-from fastapi import FastAPI, Header, Path, Query, Request
+from fastapi import FastAPI, Header, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from bentos.recommender import queries
-from bentos.recommender.errors import InvalidRequestError, NotFoundError, UnavailableError
+from bentos.recommender.errors import ConflictError, InvalidRequestError, NotFoundError, UnavailableError
 from bentos.recommender.schemas import (
     ErrorBody,
     EventAccepted,
@@ -44,7 +44,8 @@ from bentos.recommender.sparrowrecsys import sparrow_movie, sparrow_movies, spar
 from eaglerec.contracts.catalogue import load_catalogue
 
 MAX_BODY_BYTES = int(os.environ.get("EAGLEREC_MAX_BODY_BYTES", "16384"))
-ERRORS = {status: {"model": ErrorBody} for status in (400, 401, 403, 404, 413, 422, 503)}
+ERRORS = {status: {"model": ErrorBody} for status in (400, 401, 403, 404, 409, 413, 422, 503)}
+REQUEST_ID_HEADER = "X-Request-ID"
 MovieId = Annotated[int, Query(ge=1, le=2**31 - 1)]
 Size = Annotated[int, Query(ge=1, le=100)]
 
@@ -76,13 +77,14 @@ async def reject_http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
     return error_response(exc.status_code, str(exc.detail))
 
 
-async def reject_request_error(_: Request, exc: InvalidRequestError | NotFoundError | UnavailableError
-                               ) -> JSONResponse:
-    """The request path's errors: 400 bad input, 404 unknown id, 503 a dependency down; the message says which."""
+async def reject_request_error(_: Request, exc: InvalidRequestError | NotFoundError | ConflictError |
+                               UnavailableError) -> JSONResponse:
+    """The request path's errors: 400 bad input, 404 unknown id, 409 a conflicting retry, 503 a dependency down; the
+    message says which."""
     return error_response(exc.status, str(exc))
 
 
-for request_error in (InvalidRequestError, NotFoundError, UnavailableError):
+for request_error in (InvalidRequestError, NotFoundError, ConflictError, UnavailableError):
     app.add_exception_handler(request_error, reject_request_error)
 
 
@@ -166,9 +168,11 @@ class Recommender:
         return FileResponse(SITE / "index.html", media_type="text/html")
 
     @app.post("/recommend", response_model=Recommendations)
-    def recommend(self, request: RecommendRequest):
-        """Top k movies for a user: candidates, one ranker call, a genre cap; cold start for unknown users."""
+    def recommend(self, request: RecommendRequest, response: Response):
+        """Top k movies for a user: candidates, one ranker call, a genre cap; cold start for unknown users. Logged as
+        an impression under its request_id (body and X-Request-ID header)."""
         answer = self.engine.recommend(request.user_id, request.k, request.variant, request.explain, request.ranker)
+        response.headers[REQUEST_ID_HEADER] = answer["request_id"]
         recommend_requests.labels(variant=answer["variant"], cold_start=str(answer["cold_start"]).lower()).inc()
         return answer
 
@@ -214,10 +218,13 @@ class Recommender:
 
     @app.post("/events", response_model=EventAccepted)
     def events(self, event: RatingEvent):
-        """Record a rating: the user's next recommendation sees it."""
+        """Record a rating durably (fsync'd to the event log before this answers), then in the online store: the
+        user's next recommendation sees it, a restart keeps it, the next features run trains on it. Idempotent by
+        event_id (default user_id:movie_id:rated_at): a retry answers duplicate=true and changes nothing."""
         accepted = self.engine.events.record(self.catalog, event.user_id, event.movie_id, event.rating,
-                                             event.rated_at)
-        events_received.inc()
+                                             event.rated_at, event.event_id, event.request_id)
+        if not accepted["duplicate"]:
+            events_received.inc()
         return accepted
 
     @app.post("/admin/reload", response_model=ReloadResult)
@@ -257,9 +264,11 @@ class Recommender:
                                                           size))
 
     @app.get("/getrecforyou", response_model=list[SparrowMovie])
-    def get_rec_for_you(self, id: MovieId, size: Size = 10, model: str | None = None):  # noqa: A002
+    def get_rec_for_you(self, response: Response, id: MovieId, size: Size = 10,  # noqa: A002
+                        model: str | None = None):
         """model=emb: straight from the retriever; a ranker's name or alias (SparrowRecSys's neuralcf): that ranker;
-        none: the user's A/B variant."""
+        none: the user's A/B variant. The body stays SparrowRecSys's bare list: the request_id of the logged
+        impression is in the X-Request-ID header."""
         ranker = None
         if model is not None and model != "emb":
             entry = load_catalogue().find_by_alias(model, "ranker")
@@ -269,7 +278,8 @@ class Recommender:
                 raise InvalidRequestError(f"model={model!r}: expected emb, {', '.join(served)} or none (the "
                                           "champion)")
             ranker = entry.name
-        answer = self.engine.recommend(id, size, None, False, ranker, retriever_only=model == "emb")
+        answer = self.engine.recommend(id, size, None, False, ranker, retriever_only=model == "emb", api="getrecforyou")
+        response.headers[REQUEST_ID_HEADER] = answer["request_id"]
         return sparrow_movies(self.catalog, answer)
 
 

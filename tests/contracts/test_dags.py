@@ -65,7 +65,7 @@ def test_the_pipeline_runs_the_stages_in_the_order_the_data_flows(dags):
             pending += [t for t in tasks[current]["downstream"] if t not in seen]
         return False
 
-    order = ["ingest", "raw_gate", "dbt.staging", "dbt.intermediate", "dbt.marts", "feast_apply", "materialize",
+    order = ["ingest", "take_events", "raw_gate", "dbt.staging", "dbt.intermediate", "dbt.marts", "feast_apply", "materialize",
              "training_set_gate", "choose_models", "train", "promote", "reload_recommender"]
     for before, after in zip(order, order[1:]):
         assert reaches(before, after), f"{before} does not lead to {after}"

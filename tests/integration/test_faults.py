@@ -1,5 +1,6 @@
 """Faults, for real: a feature build killed mid-way; the Redis online store going down and coming back under a serving
-recommender; MLflow unreachable during /admin/reload."""
+recommender, with rating events in flight; the recommender killed with SIGKILL and started again; MLflow unreachable
+during /admin/reload."""
 
 from __future__ import annotations
 
@@ -19,9 +20,11 @@ import pytest
 from eaglerec.files import compute_sha256
 from eaglerec.settings import DEFAULT_DATASET, Paths
 from tests.conftest import find_free_port
-from tests.services import ADMIN_TOKEN, call, copy_serving_home, start_service, stop_service
+from tests.services import ADMIN_TOKEN, call, copy_serving_home, start_service, stop_service, without_request_id
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+RECOMMENDER = "bentos.recommender.service:Recommender"
 
 
 def checksums(folder: Path) -> dict[str, str]:
@@ -120,12 +123,12 @@ def fragile(serving_registry, tmp_path_factory):
     relay = TcpRelay(int(serving_registry["uri"].rsplit(":", 1)[1]))
     relay.start()
     registry = {**copy_serving_home(serving_registry, root, "redis"), "uri": f"http://127.0.0.1:{relay.port}"}
-    process, base = start_service(registry, "bentos.recommender.service:Recommender",
-                                  {"EAGLEREC_ONLINE_STORE": "redis"})
+    process, base = start_service(registry, RECOMMENDER, {"EAGLEREC_ONLINE_STORE": "redis"})
     state = {"base": base, "redis": redis, "redis_port": redis_port, "redis_dir": redis_dir, "relay": relay,
-             "home": registry["home"], "registry_uri": serving_registry["uri"]}
+             "home": registry["home"], "registry_uri": serving_registry["uri"], "registry": registry,
+             "process": process}
     yield state
-    stop_service(process)
+    stop_service(state["process"])
     state["redis"].terminate()
     if previous is None:
         os.environ.pop("EAGLEREC_REDIS_ADDRESS", None)
@@ -153,8 +156,8 @@ def test_no_bad_release_changes_the_marts_the_online_store_the_registry_or_the_a
         return {"marts": checksums(paths.marts), "online": [reader.read(user) for user in (1, 7, 414)],
                 "registry": sorted((v.name, v.version, tuple(v.aliases)) for name in ("eaglerec-ranker",
                                    "eaglerec-retriever") for v in client.search_model_versions(f"name = '{name}'")),
-                "answers": [call(base, "/recommend", {"user_id": user, "k": 10, "variant": "champion"})
-                            for user in (1, 7)]}
+                "answers": [without_request_id(call(base, "/recommend", {"user_id": user, "k": 10,
+                                                                        "variant": "champion"})) for user in (1, 7)]}
 
     before = snapshot()
     cases = {**{case: overrides for case, (overrides, *_) in BAD_INPUTS.items()},
@@ -192,6 +195,50 @@ def test_redis_down_degrades_the_answers_and_they_recover_when_it_returns(fragil
     status, recovered = call(base, "/recommend", {"user_id": 7, "k": 10})
     assert status == 200 and not recovered["degraded"] and recovered["items"] == healthy["items"]
 
+    # The refused event counts nowhere: sent again, it is recorded (once).
+    status, retried = call(base, "/events", {"user_id": 7, "movie_id": 1, "rating": 4.0, "event_id": "after-outage"})
+    assert status == 200 and not retried["duplicate"]
+
+
+def unrated_movies(home: Paths, user_id: int, count: int) -> list[int]:
+    import pandas as pd
+
+    events = pd.read_parquet(home.marts / "rating_events.parquet", columns=["user_id", "movie_id"])
+    rated = set(events[events.user_id == user_id].movie_id)
+    return [int(movie) for movie in sorted(set(events.movie_id) - rated)[:count]]
+
+
+def test_redis_stopping_mid_way_through_a_stream_of_events_half_records_none(fragile):
+    """40 events, one at a time, while Redis stops after the 10th: each is recorded (200) or counts nowhere (503).
+    Once Redis is back, the user holds exactly the accepted ones; the refused ones, sent again, are recorded once."""
+    base, user = fragile["base"], 11
+    movies = unrated_movies(fragile["home"], user, 40)
+    count_before = call(base, f"/users/{user}")[1]["rating_count"]
+    outcomes = {}
+    for n, movie in enumerate(movies):
+        if n == 10:
+            fragile["redis"].terminate()
+            fragile["redis"].wait(timeout=10)
+        status, _ = call(base, "/events", {"user_id": user, "movie_id": movie, "rating": 4.5,
+                                           "event_id": f"stream-{movie}"})
+        outcomes[movie] = status
+        if n == 30:
+            fragile["redis"] = start_redis(fragile["redis_port"], fragile["redis_dir"])
+    accepted = {movie for movie, status in outcomes.items() if status == 200}
+    refused = {movie for movie, status in outcomes.items() if status == 503}
+    assert accepted | refused == set(movies) and len(accepted) >= 10 and len(refused) >= 1
+    assert call(base, "/readyz")[1]["degraded"] is False
+
+    status, profile = call(base, f"/users/{user}")
+    shown = {row["movie_id"] for row in profile["history"]}
+    assert profile["rating_count"] == count_before + len(accepted)
+    assert accepted <= shown and not refused & shown
+    for movie in refused:
+        status, answer = call(base, "/events", {"user_id": user, "movie_id": movie, "rating": 4.5,
+                                                "event_id": f"stream-{movie}"})
+        assert status == 200 and not answer["duplicate"]
+    assert call(base, f"/users/{user}")[1]["rating_count"] == count_before + len(movies)
+
 
 def test_mlflow_down_during_reload_keeps_the_last_good_models(fragile):
     base, admin = fragile["base"], {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -204,3 +251,37 @@ def test_mlflow_down_during_reload_keeps_the_last_good_models(fragile):
     fragile["relay"].start()
     status, reloaded = call(base, "/admin/reload", b"", admin)
     assert status == 200 and reloaded["after"]["ranker_champion"] == reloaded["before"]["ranker_champion"]
+
+
+def test_events_survive_a_sigkill_and_a_retry_is_counted_once(fragile):
+    """Events are durable before the answer: kill -9 the service, start it again, and every accepted event is there
+    (in /users and in the next recommendation's exclusions), once; retries after the restart change nothing."""
+    base, user = fragile["base"], 42
+    movies = unrated_movies(fragile["home"], user, 12)
+    count_before = call(base, f"/users/{user}")[1]["rating_count"]
+    for movie in movies:
+        status, answer = call(base, "/events", {"user_id": user, "movie_id": movie, "rating": 5.0,
+                                                "event_id": f"kill-{movie}"})
+        assert status == 200 and not answer["duplicate"]
+    status, answer = call(base, "/events", {"user_id": user, "movie_id": movies[0], "rating": 5.0,
+                                            "event_id": f"kill-{movies[0]}"})
+    assert status == 200 and answer["duplicate"]
+    status, answer = call(base, "/events", {"user_id": user, "movie_id": movies[0], "rating": 1.0,
+                                            "event_id": f"kill-{movies[0]}"})
+    assert status == 409 and "already recorded" in answer["error"]
+
+    os.killpg(fragile["process"].pid, signal.SIGKILL)
+    fragile["process"].wait(timeout=30)
+    fragile["process"], base = start_service(fragile["registry"], RECOMMENDER, {"EAGLEREC_ONLINE_STORE": "redis"})
+    fragile["base"] = base
+
+    status, profile = call(base, f"/users/{user}")
+    assert status == 200 and profile["rating_count"] == count_before + len(movies)
+    assert set(movies) <= {row["movie_id"] for row in profile["history"]}
+    for movie in movies:
+        status, answer = call(base, "/events", {"user_id": user, "movie_id": movie, "rating": 5.0,
+                                                "event_id": f"kill-{movie}"})
+        assert status == 200 and answer["duplicate"]
+    assert call(base, f"/users/{user}")[1]["rating_count"] == count_before + len(movies)
+    status, recommended = call(base, "/recommend", {"user_id": user, "k": 20})
+    assert status == 200 and not {item["movie_id"] for item in recommended["items"]} & set(movies)
