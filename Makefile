@@ -22,7 +22,7 @@ export EAGLEREC_HOME
 UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/bin/uv)
 
 .PHONY: help install envs system-packages run run-direct airflow mlflow train serve bento stop test test-fast lint bench-features \
-	bench-online bench-quality bench-serving lock clean distclean
+	bench-online bench-quality bench-serving bench-events lock clean distclean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -51,7 +51,7 @@ system-packages: ## Install the Debian packages the platform and tests use (redi
 	if [ -n "$$(echo $$missing)" ]; then echo "installing (Debian):$$missing"; apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; fi
 
-run: install ## Start MLflow and Airflow, run eaglerec_pipeline on the bundled sample through Airflow, serve the champion
+run: install ## Start MLflow and Airflow, run the DAG chain (features, training, deploy) on the bundled sample, serve the champion
 	$(MAKE) --no-print-directory mlflow
 	$(ML_BIN)/eaglerec airflow start
 	$(ML_BIN)/eaglerec airflow run $(if $(EPOCHS),--epochs $(EPOCHS))
@@ -113,6 +113,9 @@ stop: ## Stop the services started by make (by PID)
 
 bench-online: install ## Benchmark Feast online reads, SQLite vs Redis (needs the marts: make run first)
 	$(ML_BIN)/python benchmarks/online_features.py
+
+bench-events: mlflow ## Benchmark the event log, POST /events at concurrency 8 and impression logging (make run first)
+	$(ML_BIN)/python benchmarks/events.py
 
 bench-serving: mlflow ## Benchmark /recommend (800 candidates, DIN) against the naive Feast path (make run first)
 	$(ML_BIN)/python benchmarks/serving.py

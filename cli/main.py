@@ -52,6 +52,21 @@ def run_build_features(args: argparse.Namespace) -> None:
     print(f"features built for {args.dataset}: marts in {marts}")
 
 
+# features-changed answers by exit code: 0 a build would differ from the marts, this when it would not.
+UNCHANGED_EXIT = 3
+
+
+def run_features_changed(args: argparse.Namespace) -> int:
+    from eaglerec.features import features_changed
+
+    if features_changed(args.dataset, split_method=args.split_method, split_seed=args.split_seed):
+        print(f"features of {args.dataset}: the release, the logged events, the dbt code or the split changed since "
+              "the marts were built")
+        return 0
+    print(f"features of {args.dataset}: unchanged since the marts were built (nothing to rebuild)")
+    return UNCHANGED_EXIT
+
+
 def run_show_marts(args: argparse.Namespace) -> None:
     import duckdb
 
@@ -248,6 +263,7 @@ def run_airflow(args: argparse.Namespace) -> None:
             load_catalogue().entry(name)  # an unknown name fails here, before a run is triggered
     if args.epochs:
         conf["epochs"] = args.epochs
+    conf["rebuild"] = args.rebuild
     run_pipeline(paths, conf, port)
 
 
@@ -269,6 +285,81 @@ def run_compare(args: argparse.Namespace) -> None:
     comparison = compare_models()
     print(comparison.to_markdown())
     for path in write_comparison(comparison).values():
+        print(f"wrote {path}")
+
+
+class UnhealthyModelError(Exception):
+    """Monitoring found drift, skew or bad scores past a threshold; the report says which."""
+
+
+def run_monitor(args: argparse.Namespace) -> None:
+    from eaglerec.feature_store import open_feature_store
+    from monitoring.health import check_health, write_health_report
+
+    paths = Paths.from_env()
+    since = time.time() - args.since_hours * 3600 if args.since_hours else None
+    report = check_health(paths, open_feature_store(paths), since, args.sample_users, psi_threshold=args.psi_threshold)
+    if len(report.drift):
+        print(f"drift, training events against {report.recent_events:,} recent ones:")
+        for row in report.drift.itertuples():
+            print(f"  {row.feature:<17} PSI {row.psi:.4f}  KS {row.ks_statistic:.4f} (p {row.ks_p_value:.3g})")
+    else:
+        print("drift: no recent events logged")
+    print(f"skew: {report.skew['user_id'].nunique()} of {report.skew_users} sampled users differ online from the marts")
+    for row in report.scores.itertuples():
+        print(f"  scores of {row.ranker}: {row.scores:,} served, median {row.median:.4f} "
+              f"[p05 {row.p05:.4f}, p95 {row.p95:.4f}], not finite {row.not_finite}")
+    for path in write_health_report(report, paths.home / "reports").values():
+        print(f"wrote {path}")
+    if report.problems:
+        raise UnhealthyModelError("monitoring failed: " + "; ".join(report.problems)
+                                  + f" (see {paths.home / 'reports' / 'model_health.html'})")
+    print("monitoring: healthy")
+
+
+def run_hold_out(args: argparse.Namespace) -> None:
+    from eaglerec.held_out import hold_out_period
+
+    held = hold_out_period(Path(args.source), Path(args.out), args.fraction, args.users)
+    print(f"hold-out: {held.kept:,} ratings before {time.strftime('%Y-%m-%d %H:%M', time.gmtime(held.cutoff))} UTC "
+          f"-> {held.release_dir} (ingest it as a release); {held.held_out:,} later ratings -> {held.ratings} "
+          "(play them with `eaglerec replay`)")
+
+
+def run_replay(args: argparse.Namespace) -> None:
+    from monitoring.replay import replay
+
+    port = os.environ.get("EAGLEREC_SERVE_PORT", "3000")
+    result = replay(args.url or f"http://127.0.0.1:{port}", Path(args.ratings), args.k, args.limit, args.max_seconds,
+                    args.per_user)
+    print(f"replayed {result.played:,} ratings in {result.seconds:.1f} s"
+          + (f" (stopped at the {result.stopped_early})" if result.stopped_early else "")
+          + (f"; not accepted: {result.refused}" if result.refused else ""))
+    for variant, tally in sorted(result.by_variant.items()):
+        print(f"  {variant:<11} ratings {tally.ratings:>6,}  next rating in the top {args.k}: {tally.shown:>5,} "
+              f"(hit rate {tally.hit_rate():.4f}); positives {tally.positives:,}, shown {tally.positives_shown:,}")
+    if not args.no_report:
+        run_ab_report(argparse.Namespace(window_hours=args.window_hours))
+
+
+def run_ab_report(args: argparse.Namespace) -> None:
+    import mlflow
+
+    from monitoring.ab_outcomes import build_ab_report, write_ab_report
+    from training.tracking import tracking_uri
+
+    paths = Paths.from_env()
+    report = build_ab_report(paths.events, args.window_hours)
+    if report.table.empty:
+        print(f"no impressions logged in {paths.events} yet: nothing to report")
+    for row in report.table.to_dict("records"):
+        print(f"  {row['experiment']:<12} {row['variant']:<11} users {row['users']:>6,}  impressions "
+              f"{row['impressions']:>7,}  hit rate {row['hit_rate']}  mean rating {row['mean_rating']}")
+    for experiment, verdict in report.verdicts.items():
+        print(f"  {experiment}: {verdict['verdict']}"
+              + (f" (challenger - champion hit rate {verdict['difference']})" if verdict["difference"] else ""))
+    mlflow.set_tracking_uri(tracking_uri())
+    for path in write_ab_report(report, paths.home / "reports").values():
         print(f"wrote {path}")
 
 
@@ -310,10 +401,11 @@ def expected_errors() -> tuple[type[Exception], ...]:
     from eaglerec.features import FeatureBuildError
     from expectations.gate import RawGateError
     from expectations.training_gate import TrainingSetGateError
+    from monitoring.replay import ReplayError
     from training.registry import PromotionError
 
     return (IngestError, RawGateError, FeatureBuildError, FeatureStoreError, TrainingSetGateError, PromotionError,
-            ExportError, ServiceStartError, AirflowError, CatalogueError)
+            ExportError, ServiceStartError, AirflowError, CatalogueError, ReplayError, UnhealthyModelError)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -344,6 +436,14 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--split-seed", type=int, default=42, help="seed of the random split")
     build.add_argument("--select", help="dbt node selection (default: everything)")
     build.set_defaults(run=run_build_features)
+
+    changed = commands.add_parser("features-changed", help="exit 0 if a build-features now would differ from the "
+                                                            f"marts (release, logged events, dbt code, split), "
+                                                            f"{UNCHANGED_EXIT} if not")
+    changed.add_argument("--dataset", default=DEFAULT_DATASET)
+    changed.add_argument("--split-method", default=SPLIT_METHODS[0], choices=SPLIT_METHODS)
+    changed.add_argument("--split-seed", type=int, default=42)
+    changed.set_defaults(run=run_features_changed)
 
     show = commands.add_parser("show-marts", help="list the parquet marts with their row and column counts")
     show.set_defaults(run=run_show_marts)
@@ -388,14 +488,16 @@ def build_parser() -> argparse.ArgumentParser:
                        help="register without the champion gate (gate later with `promote --pending`)")
     train.set_defaults(run=run_train)
 
-    airflow = commands.add_parser("airflow", help="start/stop Airflow (127.0.0.1:8080) or run eaglerec_pipeline "
-                                                  "through it and follow the run")
+    airflow = commands.add_parser("airflow", help="start/stop Airflow (127.0.0.1:8080) or trigger eaglerec_features "
+                                                  "and follow the chain it starts (training, deploy)")
     airflow.add_argument("action", choices=("start", "stop", "run"))
     airflow.add_argument("--source", default=str(BUNDLED_DATASET_DIR), help="release folder, .zip or URL (run)")
     airflow.add_argument("--dataset", help="name under raw/ (default: from the source)")
     airflow.add_argument("--models", help="comma-separated models to train (default: the catalogue's defaults; "
                                           "empty: none)")
     airflow.add_argument("--epochs", type=int, help="epochs of every model (default: each model's own)")
+    airflow.add_argument("--rebuild", action="store_true", help="build and retrain even if neither the release "
+                                                                "nor the logged events changed")
     airflow.set_defaults(run=run_airflow)
 
     training_gate = commands.add_parser("validate-training-set",
@@ -413,6 +515,44 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--pending", action="store_true", help="every version not gated yet, oldest first")
     promote.set_defaults(run=run_promote)
 
+    monitor = commands.add_parser("monitor", help="drift (PSI, KS) of recent events against the training data, "
+                                                  "train/serve skew, served scores: reports/model_health.html; "
+                                                  "exits 1 past a threshold")
+    monitor.add_argument("--since-hours", type=float, help="recent = logged in the last N hours (default: all after "
+                                                           "the marts' watermark)")
+    monitor.add_argument("--sample-users", type=int, default=200, help="users checked for skew (default 200)")
+    monitor.add_argument("--psi-threshold", type=float, default=0.25, help="PSI at or above this fails (0.25)")
+    monitor.set_defaults(run=run_monitor)
+
+    hold_out = commands.add_parser("hold-out", help="split a release at a time: the ratings before it stay a release "
+                                                    "(ingest it), the later ones become the traffic `replay` plays")
+    hold_out.add_argument("source", nargs="?", default=str(BUNDLED_DATASET_DIR), help="a release folder")
+    hold_out.add_argument("--out", required=True, help="folder for release/ and held_out_ratings.csv")
+    hold_out.add_argument("--fraction", type=float, default=0.05, help="share of the ratings held out (the latest)")
+    hold_out.add_argument("--users", type=int, help="a seeded sample of this many users only (a slice)")
+    hold_out.set_defaults(run=run_hold_out)
+
+    replay = commands.add_parser("replay", help="play held-out ratings as live traffic against the running "
+                                                "recommender (loopback): /recommend, then /events, in time order; "
+                                                "prints the hit rate per variant, then the A/B report")
+    replay.add_argument("--ratings", required=True, help="a CSV in ratings.csv's columns (e.g. from hold-out)")
+    replay.add_argument("--limit", type=int, default=1000, help="at most this many ratings (default 1000)")
+    replay.add_argument("--max-seconds", type=float, default=600.0, help="stop after this long (default 600)")
+    replay.add_argument("--per-user", type=int, help="at most this many ratings of each user (spreads a bounded "
+                                                     "replay over more users)")
+    replay.add_argument("--k", type=int, default=10, help="recommendations per request (default 10)")
+    replay.add_argument("--url", help="the recommender (default http://127.0.0.1:$EAGLEREC_SERVE_PORT or 3000)")
+    replay.add_argument("--window-hours", type=float, default=24.0, help="the A/B report's window")
+    replay.add_argument("--no-report", action="store_true", help="skip the A/B report")
+    replay.set_defaults(run=run_replay)
+
+    ab_report = commands.add_parser("ab-report", help="A/B outcomes per experiment and variant from the logged "
+                                                      "impressions and rating events, with 95 % intervals and a "
+                                                      "verdict: reports/ab_outcomes.html and MLflow")
+    ab_report.add_argument("--window-hours", type=float, default=24.0,
+                           help="a rating counts for an impression up to this long after it (default 24)")
+    ab_report.set_defaults(run=run_ab_report)
+
     export = commands.add_parser("export-sparrowrecsys",
                                  help="write rating_examples in SparrowRecSys's 27-column sample format")
     export.add_argument("--out", help="output folder (default: $EAGLEREC_HOME/exports/sparrowrecsys)")
@@ -425,14 +565,14 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     started = time.perf_counter()
     try:
-        args.run(args)
+        status = args.run(args)
     except Exception as exc:
         if not isinstance(exc, expected_errors()):
             raise
         print(f"eaglerec {args.command}: {exc}", file=sys.stderr)
         return 1
     print(f"eaglerec {args.command}: done in {time.perf_counter() - started:.1f} s")
-    return 0
+    return status or 0
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Run Airflow for the project: its configuration (one place), the four services (api-server, scheduler,
-dag-processor, triggerer) started by PID with state under $EAGLEREC_HOME/airflow, and a DAG run triggered and
-followed through the REST API with a progress display."""
+dag-processor, triggerer) started by PID with state under $EAGLEREC_HOME/airflow, and the DAG chain (features →
+training → deploy, linked by Assets) triggered and followed through the REST API with a progress display."""
 
 from __future__ import annotations
 
@@ -152,6 +152,19 @@ class AirflowClient:
         run = self.call(f"/dags/{dag_id}/dagRuns", "POST", {"logical_date": None, "conf": conf})
         return run["dag_run_id"]
 
+    def run_ids(self, dag_id: str) -> set[str]:
+        return {run["dag_run_id"] for run in self.call(f"/dags/{dag_id}/dagRuns?limit=100")["dag_runs"]}
+
+    def wait_for_new_run(self, dag_id: str, earlier: set[str], timeout: float) -> str | None:
+        """The id of a run of dag_id not in `earlier`, once the scheduler created it; None after timeout."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            new = self.run_ids(dag_id) - earlier
+            if new:
+                return sorted(new)[0]
+            time.sleep(2)
+        return None
+
     def task_states(self, dag_id: str, run_id: str) -> dict[str, dict]:
         """Task instances by name: the task id, and for a mapped task's instances its rendered map index
         (`train[din]`)."""
@@ -193,20 +206,43 @@ def request_json(url: str, method: str = "GET", body: dict | None = None, header
         return json.loads(response.read() or b"{}")
 
 
-def run_pipeline(paths: Paths, conf: dict, port: int = DEFAULT_AIRFLOW_PORT, dag_id: str = "eaglerec_pipeline",
-                 show: Callable[[str], None] = print) -> dict[str, dict]:
-    """Trigger a DAG run through the REST API and follow it; raise AirflowError naming the failed tasks."""
+# Triggering the first DAG runs the chain: each updates the Assets the next is scheduled on.
+CHAIN = ("eaglerec_features", "eaglerec_training", "eaglerec_deploy")
+MONITORING_DAG = "eaglerec_monitoring"
+
+
+def run_pipeline(paths: Paths, conf: dict, port: int = DEFAULT_AIRFLOW_PORT, show: Callable[[str], None] = print,
+                 next_run_timeout: float = 300) -> dict[str, dict]:
+    """Trigger eaglerec_features through the REST API and follow it, then the training and deploy runs its Assets
+    trigger; return every task instance of the chain by name; raise AirflowError naming the failed tasks. The chain
+    ends early when a DAG's run updates no Asset (nothing changed: the features run stopped after the gate)."""
     url = f"http://127.0.0.1:{port}"
     client = AirflowClient.login(url, USERNAME, read_password(paths))
-    client.wait_for_dag(dag_id)
-    run_id = client.trigger(dag_id, conf)
-    show(f"{dag_id}: run {run_id} triggered ({url}/dags/{dag_id})")
-    started = time.monotonic()
-    tasks = client.follow(dag_id, run_id, show)
-    state = client.call(f"/dags/{dag_id}/dagRuns/{run_id}")["state"]
-    show(f"{dag_id}: {state} in {time.monotonic() - started:.0f} s")
-    if state != "success":
-        failed = sorted(task for task, instance in tasks.items() if instance["state"] in ("failed", "upstream_failed"))
-        raise AirflowError(f"{dag_id} run {run_id} {state}; failed tasks: {', '.join(failed)}; logs under "
-                           f"{airflow_home(paths) / 'logs'}")
-    return tasks
+    for dag_id in (*CHAIN, MONITORING_DAG):
+        client.wait_for_dag(dag_id)
+        client.call(f"/dags/{dag_id}", "PATCH", {"is_paused": False})  # paused DAGs ignore their Assets
+    earlier = {dag_id: client.run_ids(dag_id) for dag_id in CHAIN[1:]}
+    run_id = client.trigger(CHAIN[0], conf)
+    show(f"{CHAIN[0]}: run {run_id} triggered ({url}/dags/{CHAIN[0]})")
+    every_task: dict[str, dict] = {}
+    for position, dag_id in enumerate(CHAIN):
+        if position:
+            run_id = client.wait_for_new_run(dag_id, earlier[dag_id], next_run_timeout)
+            if run_id is None:
+                show(f"{dag_id}: not triggered (its Assets were not updated: nothing changed upstream)")
+                break
+            show(f"{dag_id}: run {run_id} triggered by Assets")
+        started = time.monotonic()
+        tasks = client.follow(dag_id, run_id, show)
+        every_task.update(tasks)
+        state = client.call(f"/dags/{dag_id}/dagRuns/{run_id}")["state"]
+        show(f"{dag_id}: {state} in {time.monotonic() - started:.0f} s")
+        if state != "success":
+            failed = sorted(task for task, instance in tasks.items()
+                            if instance["state"] in ("failed", "upstream_failed"))
+            raise AirflowError(f"{dag_id} run {run_id} {state}; failed tasks: {', '.join(failed)}; logs under "
+                               f"{airflow_home(paths) / 'logs'}")
+        if any(instance["state"] == "skipped" for instance in tasks.values()):
+            show(f"{dag_id}: nothing changed since the marts were built; the chain stops here (rebuild=true forces it)")
+            break
+    return every_task

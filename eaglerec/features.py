@@ -61,20 +61,46 @@ def find_dbt() -> str:
 LAYERS_WITHOUT_MARTS = ("staging", "intermediate")
 
 
-def record_build(gate: dict, dataset: str, dbt_vars: dict, marts_dir: Path) -> None:
-    """Write marts/_build.json: what the marts were built from (raw checksums, dbt code, vars).
-
-    It names the data version of the marts: parquet bytes differ between identical rebuilds (parallel writes),
-    so models compare test sets by this record, not by hashing the files.
-    """
+def describe_build(gate: dict, dataset: str, dbt_vars: dict) -> dict:
+    """What marts built now would be built from: the raw files' checksums (release and live ratings), the dbt code,
+    the vars. It names the data version of the marts: parquet bytes differ between identical rebuilds (parallel
+    writes), so models compare test sets by this record, not by hashing the files."""
     import hashlib
 
     code = hashlib.sha256()
     for path in sorted(DBT_PROJECT_DIR.rglob("*")):
-        if path.is_file() and path.suffix in (".sql", ".yml") and "target" not in path.parts:
+        if path.is_file() and path.suffix in (".sql", ".yml", ".csv") and "target" not in path.parts:
             code.update(path.relative_to(DBT_PROJECT_DIR).as_posix().encode() + compute_sha256(path).encode())
-    record = {"dataset": dataset, "raw_checksums": gate["checksums"], "dbt_code": code.hexdigest(), "vars": dbt_vars}
-    (marts_dir / "_build.json").write_text(json.dumps(record, indent=2, sort_keys=True))
+    return {"dataset": dataset, "raw_checksums": gate["checksums"], "dbt_code": code.hexdigest(), "vars": dbt_vars}
+
+
+def record_build(gate: dict, dataset: str, dbt_vars: dict, marts_dir: Path) -> None:
+    """Write marts/_build.json: what the marts were built from (describe_build)."""
+    (marts_dir / "_build.json").write_text(json.dumps(describe_build(gate, dataset, dbt_vars), indent=2,
+                                                      sort_keys=True))
+
+
+def choose_dbt_vars(dataset: str, paths: Paths, split_method: str, split_seed: int) -> dict:
+    if split_method not in SPLIT_METHODS:
+        raise ValueError(f"split_method {split_method!r}: expected one of {', '.join(SPLIT_METHODS)}")
+    dbt_vars = {"dataset": dataset, "split_method": split_method, "split_seed": split_seed}
+    live_ratings = paths.raw_dataset(dataset) / LIVE_RATINGS_FILE
+    if live_ratings.is_file():  # the site's ratings a features run took (else the dbt source reads none)
+        dbt_vars["live_ratings_path"] = str(live_ratings)
+    return dbt_vars
+
+
+def features_changed(dataset: str, paths: Paths | None = None, split_method: str = "per_user_time",
+                     split_seed: int = 42) -> bool:
+    """Would a build now differ from the current marts (another release, new logged events, other dbt code or
+    vars)? The dataset must have passed the raw gate."""
+    paths = paths or Paths.from_env()
+    gate = require_passed_gate(paths.raw_dataset(dataset))
+    record = paths.marts / "_build.json"
+    if not record.exists():
+        return True
+    wanted = describe_build(gate, dataset, choose_dbt_vars(dataset, paths, split_method, split_seed))
+    return json.loads(json.dumps(wanted, sort_keys=True)) != json.loads(record.read_text())
 
 
 def build_features(dataset: str, paths: Paths | None = None, split_method: str = "per_user_time",
@@ -87,8 +113,7 @@ def build_features(dataset: str, paths: Paths | None = None, split_method: str =
     from eaglerec.files import replace_dir
 
     paths = paths or Paths.from_env()
-    if split_method not in SPLIT_METHODS:
-        raise ValueError(f"split_method {split_method!r}: expected one of {', '.join(SPLIT_METHODS)}")
+    dbt_vars = choose_dbt_vars(dataset, paths, split_method, split_seed)
     gate = require_passed_gate(paths.raw_dataset(dataset))
     paths.marts.mkdir(parents=True, exist_ok=True)
     writes_marts = not select or any(part not in LAYERS_WITHOUT_MARTS for part in select.split())
@@ -98,10 +123,6 @@ def build_features(dataset: str, paths: Paths | None = None, split_method: str =
         if select:  # marts outside the selection must survive the swap
             shutil.copytree(paths.marts, staging)
         staging.mkdir(parents=True, exist_ok=True)
-    dbt_vars = {"dataset": dataset, "split_method": split_method, "split_seed": split_seed}
-    live_ratings = paths.raw_dataset(dataset) / LIVE_RATINGS_FILE
-    if live_ratings.is_file():  # the site's ratings a features run took (else the dbt source reads none)
-        dbt_vars["live_ratings_path"] = str(live_ratings)
     args = [find_dbt(), "build", "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR),
             "--vars", json.dumps(dbt_vars)]
     if select:
@@ -121,7 +142,7 @@ def build_features(dataset: str, paths: Paths | None = None, split_method: str =
         record_build(gate, dataset, dbt_vars, staging)
         # Which logged events the marts hold (the service replays the later ones): none taken, none held.
         watermark = paths.raw_dataset(dataset) / WATERMARK_FILE
-        if live_ratings.is_file() and watermark.is_file():
+        if "live_ratings_path" in dbt_vars and watermark.is_file():
             shutil.copyfile(watermark, staging / WATERMARK_FILE)
         else:
             (staging / WATERMARK_FILE).unlink(missing_ok=True)

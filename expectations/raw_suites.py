@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import great_expectations as gx
 
+from eaglerec.event_log import LIVE_RATINGS_FILE
+
 # MovieLens collected its first ratings in January 1995 (ml-25m's earliest is 1995-01-09).
 MOVIELENS_FIRST_RATING_AT = 788_918_400  # 1995-01-01T00:00:00Z
 HALF_STAR_RATINGS = [step / 2 for step in range(1, 11)]  # 0.5, 1.0, ..., 5.0
@@ -49,7 +51,7 @@ RAW_FILE_SPECS = {
     ),
     # The ratings users gave on the site (eaglerec/event_log.py), checked by the same rules as the release's.
     "live_ratings": RawFileSpec(
-        "live_ratings.csv",
+        LIVE_RATINGS_FILE,
         ("userId", "movieId", "rating", "timestamp"),
         {"userId": POSITIVE_INT, "movieId": POSITIVE_INT, "rating": DECIMAL, "timestamp": UNSIGNED_INT},
         dtypes={"userId": "int64", "movieId": "int64", "rating": "float64", "timestamp": "int64"},

@@ -165,6 +165,7 @@ class RecommendationEngine:
         answer = {**answer, "request_id": uuid.uuid4().hex, "retriever_model": snapshot.models.retriever.label}
         self.impressions.record({
             "request_id": answer["request_id"], "served_at": time.time(), "api": api, "user_id": user_id,
+            "experiment": self.config.experiment,
             "variant": answer["variant"], "cold_start": answer["cold_start"], "ranker": answer["ranker"],
             "retriever": answer["retriever_model"],
             "items": [{"movie_id": item["movie_id"], "position": position, "score": item["score"],

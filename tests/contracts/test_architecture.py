@@ -20,7 +20,7 @@ from eaglerec.settings import DBT_PROJECT_DIR, REPO_ROOT
 
 pytestmark = pytest.mark.contracts
 
-PACKAGES = ("cli", "training", "bentos", "expectations", "eaglerec")
+PACKAGES = ("cli", "training", "bentos", "monitoring", "expectations", "eaglerec")
 # Code that could hold a list of models: every folder but the tests (which choose models to test).
 CODE_FOLDERS = (*PACKAGES, "dags", "feature_repo", "benchmarks")
 MODEL_NAMES = set(load_catalogue().names())

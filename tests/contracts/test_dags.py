@@ -1,7 +1,7 @@
 """DAG integrity, checked in the Airflow environment itself: every DAG imports without errors, documents itself, is
-tagged, runs one at a time, and retries its tasks with back-off; the pipeline's trigger form offers the catalogue's
-models and its training is one task mapped over them; DAG files import only airflow.sdk and the standard library
-(the ML stack lives in the other environment)."""
+tagged, runs one at a time, and retries its tasks with back-off; the four DAGs chain by Assets; the trigger forms
+offer the catalogue's models and training is one task mapped over them; DAG files import only airflow.sdk and the
+standard library (the ML stack lives in the other environment)."""
 
 import ast
 import json
@@ -18,9 +18,19 @@ pytestmark = pytest.mark.contracts
 INSPECT_DAGS = """
 import json
 from airflow.dag_processing.dagbag import DagBag
+
+def asset_names(condition):
+    if condition is None:
+        return []
+    if hasattr(condition, "objects"):
+        return [name for part in condition.objects for name in asset_names(part)]
+    return [condition.name]
+
 bag = DagBag(dag_folder=%r)
 print(json.dumps({"errors": {k: str(v) for k, v in bag.import_errors.items()}, "dags": {
     dag_id: {"tags": sorted(dag.tags), "doc_md": bool(dag.doc_md), "max_active_runs": dag.max_active_runs,
+             "timetable": type(dag.timetable).__name__, "cron": getattr(dag.timetable, "expression", None),
+             "schedule_assets": sorted(asset_names(getattr(dag.timetable, "asset_condition", None))),
              "params": {name: dag.params.get_param(name).schema | {"default": dag.params[name]}
                         for name in dag.params},
              "tasks": {t.task_id: {"retries": t.retries, "backoff": t.retry_exponential_backoff,
@@ -40,9 +50,28 @@ def dags(tmp_path_factory):
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+CHAIN = ("eaglerec_features", "eaglerec_training", "eaglerec_deploy")
+
+
 def test_dags_import_without_errors(dags):
     assert dags["errors"] == {}
-    assert "eaglerec_pipeline" in dags["dags"]
+    assert set(dags["dags"]) == {*CHAIN, "eaglerec_monitoring"}
+
+
+def test_the_dags_chain_by_assets_features_and_monitoring_run_hourly(dags):
+    """Features (hourly) → its Assets → training → the registered models' Assets → deploy; monitoring hourly."""
+    from eaglerec.contracts.catalogue import load_catalogue
+    from eaglerec.features import list_marts
+
+    features, training, deploy, monitoring = (dags["dags"][dag_id] for dag_id in (*CHAIN, "eaglerec_monitoring"))
+    assert features["timetable"] == monitoring["timetable"] == "CronTriggerTimetable"
+    assert features["cron"] == "0 * * * *" and monitoring["cron"] == "30 * * * *"
+    assert features["tasks"]["dbt.marts"]["outlets"] == list_marts()
+    assert features["tasks"]["publish_features"]["outlets"] == ["feature_release"]
+    assert training["schedule_assets"] == sorted([*list_marts(), "feature_release"])
+    registered = sorted(kind.registered_model for kind in load_catalogue().kinds.values())
+    assert training["tasks"]["publish_versions"]["outlets"] == registered
+    assert deploy["schedule_assets"] == registered
 
 
 def test_every_dag_is_documented_tagged_serial_and_retries_with_backoff(dags):
@@ -52,10 +81,9 @@ def test_every_dag_is_documented_tagged_serial_and_retries_with_backoff(dags):
             assert task["retries"] >= 2 and task["backoff"], f"{dag_id}.{task_id}"
 
 
-def test_the_pipeline_runs_the_stages_in_the_order_the_data_flows(dags):
-    tasks = dags["dags"]["eaglerec_pipeline"]["tasks"]
-
-    def reaches(source: str, target: str) -> bool:
+def test_each_dag_runs_its_stages_in_the_order_the_data_flows(dags):
+    def reaches(dag_id: str, source: str, target: str) -> bool:
+        tasks = dags["dags"][dag_id]["tasks"]
         pending, seen = [source], set()
         while pending:
             current = pending.pop()
@@ -65,27 +93,32 @@ def test_the_pipeline_runs_the_stages_in_the_order_the_data_flows(dags):
             pending += [t for t in tasks[current]["downstream"] if t not in seen]
         return False
 
-    order = ["ingest", "take_events", "raw_gate", "dbt.staging", "dbt.intermediate", "dbt.marts", "feast_apply", "materialize",
-             "training_set_gate", "choose_models", "train", "promote", "reload_recommender"]
-    for before, after in zip(order, order[1:]):
-        assert reaches(before, after), f"{before} does not lead to {after}"
-    assert reaches("promote", "compare") and reaches("promote", "build_bento")
+    orders = {"eaglerec_features": ["ingest", "take_events", "raw_gate", "changed", "dbt.staging", "dbt.intermediate",
+                                    "dbt.marts", "feast_apply", "materialize", "publish_features"],
+              "eaglerec_training": ["training_set_gate", "choose_models", "train", "publish_versions"],
+              "eaglerec_deploy": ["promote", "reload_recommender"]}
+    for dag_id, order in orders.items():
+        for before, after in zip(order, order[1:]):
+            assert reaches(dag_id, before, after), f"{dag_id}: {before} does not lead to {after}"
+    assert reaches("eaglerec_deploy", "promote", "compare") and reaches("eaglerec_deploy", "promote", "build_bento")
 
 
-def test_training_is_one_task_mapped_over_the_models_the_trigger_form_offers_from_the_catalogue(dags):
+def test_training_is_one_task_mapped_over_the_models_the_trigger_forms_offer_from_the_catalogue(dags):
     from eaglerec.contracts.catalogue import load_catalogue
-    from eaglerec.features import list_marts
 
-    pipeline = dags["dags"]["eaglerec_pipeline"]
+    training = dags["dags"]["eaglerec_training"]
     catalogue = load_catalogue()
-    assert pipeline["tasks"]["train"]["mapped"]
-    assert not [task for task, info in pipeline["tasks"].items() if info["mapped"] and task != "train"]
-    models = pipeline["params"]["models"]
-    # A multi-select of the catalogue's names (the form cannot submit a typo; the schema refuses one too).
-    assert models["examples"] == models["items"]["enum"] == catalogue.names()
-    assert models["default"] == catalogue.names(defaults_only=True)
-    assert set(models["values_display"]) == set(catalogue.names())
-    assert pipeline["tasks"]["dbt.marts"]["outlets"] == list_marts()
+    assert training["tasks"]["train"]["mapped"]
+    mapped = [(dag_id, task) for dag_id, dag in dags["dags"].items() for task, info in dag["tasks"].items()
+              if info["mapped"]]
+    assert mapped == [("eaglerec_training", "train")]
+    # Both forms (training's own, and features', whose run passes the choice on through its Asset event) offer a
+    # multi-select of the catalogue's names (the form cannot submit a typo; the schema refuses one too).
+    for dag_id in ("eaglerec_features", "eaglerec_training"):
+        models = dags["dags"][dag_id]["params"]["models"]
+        assert models["examples"] == models["items"]["enum"] == catalogue.names(), dag_id
+        assert models["default"] == catalogue.names(defaults_only=True)
+        assert set(models["values_display"]) == set(catalogue.names())
 
 
 def test_dag_files_import_only_airflow_sdk_and_the_standard_library():

@@ -209,24 +209,25 @@ def unrated_movies(home: Paths, user_id: int, count: int) -> list[int]:
 
 
 def test_redis_stopping_mid_way_through_a_stream_of_events_half_records_none(fragile):
-    """40 events, one at a time, while Redis stops after the 10th: each is recorded (200) or counts nowhere (503).
-    Once Redis is back, the user holds exactly the accepted ones; the refused ones, sent again, are recorded once."""
+    """16 events, one at a time, while Redis stops after the 8th and comes back 3 events later (each refused event
+    waits out the Redis client's retries, seconds): each is recorded (200) or counts nowhere (503). Once Redis is
+    back, the user holds exactly the accepted ones; the refused ones, sent again, are recorded once."""
     base, user = fragile["base"], 11
-    movies = unrated_movies(fragile["home"], user, 40)
+    movies = unrated_movies(fragile["home"], user, 16)
     count_before = call(base, f"/users/{user}")[1]["rating_count"]
     outcomes = {}
     for n, movie in enumerate(movies):
-        if n == 10:
+        if n == 8:
             fragile["redis"].terminate()
             fragile["redis"].wait(timeout=10)
         status, _ = call(base, "/events", {"user_id": user, "movie_id": movie, "rating": 4.5,
                                            "event_id": f"stream-{movie}"})
         outcomes[movie] = status
-        if n == 30:
+        if n == 10:
             fragile["redis"] = start_redis(fragile["redis_port"], fragile["redis_dir"])
     accepted = {movie for movie, status in outcomes.items() if status == 200}
     refused = {movie for movie, status in outcomes.items() if status == 503}
-    assert accepted | refused == set(movies) and len(accepted) >= 10 and len(refused) >= 1
+    assert accepted | refused == set(movies) and len(accepted) >= 8 and len(refused) >= 1
     assert call(base, "/readyz")[1]["degraded"] is False
 
     status, profile = call(base, f"/users/{user}")
@@ -253,6 +254,25 @@ def test_mlflow_down_during_reload_keeps_the_last_good_models(fragile):
     assert status == 200 and reloaded["after"]["ranker_champion"] == reloaded["before"]["ranker_champion"]
 
 
+def descendants(pid: int) -> list[int]:
+    """Every live descendant of a process (its children, theirs, ...), from /proc."""
+    found, pending = [], [pid]
+    while pending:
+        current = pending.pop()
+        for task in Path(f"/proc/{current}/task").glob("*"):
+            with contextlib.suppress(FileNotFoundError):
+                children = [int(child) for child in (task / "children").read_text().split()]
+                found += children
+                pending += children
+    return found
+
+
+def status_of(pid: int) -> str:
+    with contextlib.suppress(FileNotFoundError):
+        return Path(f"/proc/{pid}/status").read_text().lower()
+    return ""
+
+
 def test_events_survive_a_sigkill_and_a_retry_is_counted_once(fragile):
     """Events are durable before the answer: kill -9 the service, start it again, and every accepted event is there
     (in /users and in the next recommendation's exclusions), once; retries after the restart change nothing."""
@@ -270,8 +290,16 @@ def test_events_survive_a_sigkill_and_a_retry_is_counted_once(fragile):
                                             "event_id": f"kill-{movies[0]}"})
     assert status == 409 and "already recorded" in answer["error"]
 
-    os.killpg(fragile["process"].pid, signal.SIGKILL)
+    # Every process of the service at once: `bentoml serve` and its worker (which runs in a session of its own).
+    service = [fragile["process"].pid, *descendants(fragile["process"].pid)]
+    assert len(service) >= 2
+    for pid in service:
+        os.kill(pid, signal.SIGKILL)
     fragile["process"].wait(timeout=30)
+    deadline = time.monotonic() + 30
+    while any(Path(f"/proc/{pid}").exists() and "zombie" not in status_of(pid) for pid in service[1:]):
+        assert time.monotonic() < deadline, "the service's worker outlived SIGKILL"
+        time.sleep(0.2)
     fragile["process"], base = start_service(fragile["registry"], RECOMMENDER, {"EAGLEREC_ONLINE_STORE": "redis"})
     fragile["base"] = base
 

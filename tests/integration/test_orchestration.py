@@ -1,11 +1,13 @@
-"""eaglerec_pipeline for real on a small slice of the bundled data (80 users), and adding a model to it.
+"""The DAG chain (eaglerec_features → eaglerec_training → eaglerec_deploy) for real on a small slice of the bundled
+data (80 users), and adding a model to it.
 
 Adding a model is one module plus one catalogue entry: in a copy of the repository, a tiny ranker and a tiny retriever
-are added that way and in no other file; `eaglerec models` lists them. The pipeline then runs twice in one home:
-first with `airflow dags test` on that copy's DAG, which maps its training task over three of the catalogue's models
-and the two added ones (they train, register behind the gate and appear in the comparison table); then on this
-repository's DAG through the scheduler and the REST API (which also shows the DAG is idempotent), after which the
-recommender serves the champion it registered."""
+are added that way and in no other file; `eaglerec models` lists them. The chain then runs twice in one home:
+first with `airflow dags test` on that copy's DAGs, one after the other, the training task mapped over three of the
+catalogue's models and the two added ones (they train, register behind the gate and appear in the comparison table);
+then on this repository's DAGs through the scheduler and the REST API: unforced, the features run finds nothing
+changed and stops after the gate; forced, its Assets trigger training and deploy, after which the recommender serves
+the champion it registered."""
 
 from __future__ import annotations
 
@@ -51,7 +53,9 @@ def platform(tmp_path_factory):
     root = tmp_path_factory.mktemp("orchestration")
     paths = Paths(root / "home")
     # Inherited by the Airflow services and their tasks: this test's registry, and its own bento store.
-    shared = {"MLFLOW_TRACKING_URI": None, "BENTOML_HOME": str(root / "bentoml")}
+    # No hourly runs in the middle of a test: runs come from the test's triggers and the Assets they update.
+    shared = {"MLFLOW_TRACKING_URI": None, "BENTOML_HOME": str(root / "bentoml"), "EAGLEREC_FEATURES_SCHEDULE": "none",
+              "EAGLEREC_MONITORING_SCHEDULE": "none"}
     previous = {name: os.environ.get(name) for name in shared}
     with running_tracking_server(paths.home) as uri:
         os.environ.update({**shared, "MLFLOW_TRACKING_URI": uri})
@@ -219,17 +223,24 @@ def test_eaglerec_models_lists_the_added_models(extended_repository):
 
 
 def test_airflow_dags_test_maps_training_over_the_chosen_models_the_added_ones_included(platform, extended_repository):
+    """The chain's three DAGs in turn with `airflow dags test` (no scheduler: each run by hand, with the conf the
+    features run would pass on in its Asset event)."""
     conf = {**platform["conf"], "models": [*CONF["models"], *ADDED]}
     assert airflow(platform, "db", "migrate").returncode == 0
-    result = airflow(platform, "dags", "test", "eaglerec_pipeline", "--conf", json.dumps(conf),
-                     dags_folder=extended_repository / "dags")
-    assert result.returncode == 0, (result.stdout + result.stderr)[-5000:]
-    runs = airflow_json(platform, "dags", "list-runs", "eaglerec_pipeline")
-    assert len(runs) == 1 and runs[0]["state"] == "success"
-    instances = read_task_instances(platform["paths"], runs[0]["run_id"])
-    assert {state for _, _, state in instances} == {"success"}
+    runs = {}
+    for dag_id, dag_conf in (("eaglerec_features", conf), ("eaglerec_training", {"models": conf["models"],
+                                                                                  "epochs": conf["epochs"]}),
+                             ("eaglerec_deploy", {})):
+        result = airflow(platform, "dags", "test", dag_id, "--conf", json.dumps(dag_conf),
+                         dags_folder=extended_repository / "dags")
+        assert result.returncode == 0, (result.stdout + result.stderr)[-5000:]
+        listed = airflow_json(platform, "dags", "list-runs", dag_id)
+        assert len(listed) == 1 and listed[0]["state"] == "success", dag_id
+        instances = read_task_instances(platform["paths"], listed[0]["run_id"])
+        assert {state for _, _, state in instances} == {"success"}, (dag_id, instances)
+        runs[dag_id] = instances
     # One training task instance per chosen model, named by it.
-    assert sorted(name for task, name, _ in instances if task == "train") == sorted(conf["models"])
+    assert sorted(name for task, name, _ in runs["eaglerec_training"] if task == "train") == sorted(conf["models"])
     assert_outputs(platform)
     client = MlflowClient(platform["uri"])
     registered = {client.get_run(version.run_id).data.tags["model"]: version for kind in ("ranker", "retriever")
@@ -244,8 +255,16 @@ def test_a_run_through_the_scheduler_and_rest_api_then_the_recommender_serves_it
     url = start_airflow(platform["paths"], platform["port"])
     assert url.startswith("http://127.0.0.1:")
     lines = []
+    # Nothing changed since the dags test built the same release: an unforced run stops after the gate.
     tasks = run_pipeline(platform["paths"], platform["conf"], platform["port"], show=lines.append)
+    assert tasks["changed"]["state"] == "success" and tasks["dbt.staging"]["state"] == "skipped"
+    assert not any(task.startswith("train") for task in tasks) and any("chain stops" in line for line in lines)
+    # Forced, the chain runs through: features, then training and deploy, triggered by the Assets.
+    lines.clear()
+    tasks = run_pipeline(platform["paths"], {**platform["conf"], "rebuild": True}, platform["port"],
+                         show=lines.append)
     assert {instance["state"] for instance in tasks.values()} == {"success"}
+    assert any("eaglerec_training: run" in line and "triggered by Assets" in line for line in lines)
     assert {f"train[{model}]" for model in CONF["models"]} <= set(tasks)
     assert any("success" in line and "promote" in line for line in lines)  # the progress display
     assert any("success" in line and "train[din]" in line for line in lines)

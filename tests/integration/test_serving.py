@@ -345,18 +345,33 @@ def test_the_bento_serves_from_its_own_environment_exactly_as_the_dev_service(se
         stop_service(process)
 
 
-def test_ten_thousand_recommendations_at_concurrency_16_without_an_error(served, events):
-    """Load, as a correctness check (speed is benchmarked in benchmarks/serving.py): every answer a 200 with k items."""
-    users = np.random.default_rng(16).choice(events["user_id"].unique(), size=10_000).tolist()
+def test_four_thousand_recommendations_at_concurrency_16_each_answered_and_logged_once(served, events,
+                                                                                     serving_registry):
+    """Load, as a correctness check (speed is benchmarked in benchmarks/serving.py): every answer a 200 with k items,
+    and one impression line per answer under its own request_id."""
+    from eaglerec.event_log import read_impressions
 
-    def recommend(user_id: int) -> tuple[int, int]:
+    log_folder = serving_registry["home"].events
+    logged_before = {row["request_id"] for row in read_impressions(log_folder)}
+    users = np.random.default_rng(16).choice(events["user_id"].unique(), size=4_000).tolist()
+
+    def recommend(user_id: int) -> tuple[int, int, str | None]:
         status, answer = call(served, "/recommend", {"user_id": int(user_id), "k": 10})
-        return status, len(answer["items"]) if status == 200 else 0
+        return (status, len(answer["items"]), answer["request_id"]) if status == 200 else (status, 0, None)
 
     started = time.perf_counter()
     with concurrent.futures.ThreadPoolExecutor(16) as pool:
         results = list(pool.map(recommend, users))
     seconds = time.perf_counter() - started
-    failures = [result for result in results if result != (200, 10)]
-    print(f"10,000 /recommend at concurrency 16: {len(users) / seconds:.0f} requests/s, {len(failures)} failures")
+    failures = [result for result in results if result[:2] != (200, 10)]
+    print(f"4,000 /recommend at concurrency 16: {len(users) / seconds:.0f} requests/s, {len(failures)} failures")
     assert failures == []
+    answered = {request_id for _, _, request_id in results}
+    assert len(answered) == len(users)
+    deadline = time.monotonic() + 30
+    while True:  # the service writes its impressions once a second
+        logged = [row["request_id"] for row in read_impressions(log_folder) if row["request_id"] not in logged_before]
+        if len(logged) >= len(users) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert sorted(logged) == sorted(answered)

@@ -1,0 +1,136 @@
+"""Benchmark the loop's write path in one run: the durable event log alone (fsync'd appends from 8 threads),
+POST /events over HTTP at concurrency 8 (log, then the online push), and what impression logging adds to a
+recommendation (in-process, the same users with the impression log on and off, interleaved; the ratio).
+
+Needs `make run` (marts and MLflow with registered champions). Everything it writes goes to a scratch EAGLEREC_HOME
+(a copy of the marts with its own Feast online store and event log): benchmark ratings must never reach the next
+training. Starts its own `bentoml serve` on a free loopback port and stops it.
+Usage: python benchmarks/events.py [--events 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import json
+import os
+import shutil
+import socket
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from eaglerec.event_log import LoggedRating, RatingLog
+from eaglerec.processes import start_recommender, stop_process, wait_for_http
+from eaglerec.settings import Paths, apply_offline_env
+
+CONCURRENCY = 8
+
+
+def post(url: str, body: dict) -> int:
+    request = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        response.read()
+        return response.status
+
+
+def scratch_home(source: Paths, root: Path) -> Paths:
+    """A copy of the marts with its own online store (SQLite, materialised) and an empty event log."""
+    from eaglerec.feature_store import apply_feature_repo, materialize_online, open_feature_store
+
+    home = Paths(root / "home")
+    shutil.copytree(source.marts, home.marts)
+    apply_feature_repo(home, "sqlite")
+    materialize_online(open_feature_store(home, "sqlite"))
+    return home
+
+
+def bench_log_alone(folder: Path, count: int) -> float:
+    log = RatingLog(folder)
+    now = time.time()
+    events = [LoggedRating(f"bench-{n}", 1 + n % 600, 1 + n % 9000, 4.0, 1_700_000_000 + n, now) for n in range(count)]
+    started = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(CONCURRENCY) as pool:
+        list(pool.map(log.append, events))
+    return count / (time.perf_counter() - started)
+
+
+def bench_http_events(base: str, pairs: list[tuple[int, int]]) -> tuple[np.ndarray, float]:
+    def one(pair: tuple[int, int]) -> float:
+        started = time.perf_counter()
+        assert post(f"{base}/events", {"user_id": pair[0], "movie_id": pair[1], "rating": 4.0}) == 200
+        return time.perf_counter() - started
+
+    started = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(CONCURRENCY) as pool:
+        latencies = list(pool.map(one, pairs))
+    return np.array(latencies) * 1000, len(pairs) / (time.perf_counter() - started)
+
+
+class NoImpressions:
+    def record(self, impression: dict) -> None:
+        pass
+
+
+def bench_impression_overhead(home: Paths, users: list[int]) -> tuple[float, float]:
+    """Median in-process /recommend time with the impression log and without it, alternating per request."""
+    from bentos.recommender.engine import RecommendationEngine
+
+    os.environ["EAGLEREC_HOME"] = str(home.home)
+    engine = RecommendationEngine()
+    logged, off = engine.impressions, NoImpressions()
+    for user_id in users[:30]:  # warm-up
+        engine.recommend(user_id, 10)
+    timings = {"on": [], "off": []}
+    for n, user_id in enumerate(users):
+        for variant in (("on", "off") if n % 2 else ("off", "on")):
+            engine.impressions = logged if variant == "on" else off
+            started = time.perf_counter()
+            engine.recommend(user_id, 10)
+            timings[variant].append(time.perf_counter() - started)
+    logged.flush()
+    return float(np.median(timings["on"]) * 1000), float(np.median(timings["off"]) * 1000)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=2000)
+    args = parser.parse_args()
+    apply_offline_env()
+    source = Paths.from_env()
+    rated = pd.read_parquet(source.marts / "rating_events.parquet", columns=["user_id", "movie_id"])
+    rng = np.random.default_rng(14)
+    users = rng.choice(rated["user_id"].unique(), size=args.events).tolist()
+    movies = rng.choice(rated["movie_id"].unique(), size=args.events).tolist()
+
+    with tempfile.TemporaryDirectory(prefix="eaglerec-bench-events-") as scratch:
+        rate = bench_log_alone(Path(scratch) / "log-alone", args.events)
+        print(f"event log alone, {args.events} fsync'd appends from {CONCURRENCY} threads: {rate:,.0f} events/s")
+
+        home = scratch_home(source, Path(scratch))
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        base = f"http://127.0.0.1:{port}"
+        server = start_recommender(port, home.home / "serve.log", {**os.environ, "EAGLEREC_HOME": str(home.home),
+                                                                    "EAGLEREC_ONLINE_STORE": "sqlite"})
+        try:
+            wait_for_http(f"{base}/readyz", server, timeout=300, name="the recommender")
+            bench_http_events(base, list(zip(users[:50], movies[:50], strict=True)))  # warm-up
+            latencies, rate = bench_http_events(base, list(zip(users, movies, strict=True)))
+            print(f"POST /events over HTTP at concurrency {CONCURRENCY} (log + SQLite online push): {rate:,.0f} "
+                  f"events/s, p50 {np.percentile(latencies, 50):.1f} ms, p99 {np.percentile(latencies, 99):.1f} ms")
+        finally:
+            stop_process(server, timeout=60)
+
+        on, off = bench_impression_overhead(home, users[:300])
+        print(f"in-process /recommend, {len(users[:300])} users, median: impression log on {on:.2f} ms, off "
+              f"{off:.2f} ms: adds {on - off:+.2f} ms ({on / off:.3f}x)")
+
+
+if __name__ == "__main__":
+    main()

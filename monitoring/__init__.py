@@ -1,0 +1,1 @@
+"""Monitoring: what the served models led to (A/B outcomes from impressions and rating events)."""
