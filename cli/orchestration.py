@@ -156,12 +156,14 @@ class AirflowClient:
         return {run["dag_run_id"] for run in self.call(f"/dags/{dag_id}/dagRuns?limit=100")["dag_runs"]}
 
     def wait_for_new_run(self, dag_id: str, earlier: set[str], timeout: float) -> str | None:
-        """The id of a run of dag_id not in `earlier`, once the scheduler created it; None after timeout."""
+        """The newest run of dag_id not in `earlier`, once the scheduler created it; None after timeout. (Asset
+        events queued while the DAG was paused may have started an older one first.)"""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            new = self.run_ids(dag_id) - earlier
+            new = [run for run in self.call(f"/dags/{dag_id}/dagRuns?limit=100&order_by=-run_after")["dag_runs"]
+                   if run["dag_run_id"] not in earlier]
             if new:
-                return sorted(new)[0]
+                return new[0]["dag_run_id"]
             time.sleep(2)
         return None
 

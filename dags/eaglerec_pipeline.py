@@ -152,8 +152,10 @@ def requested(name: str):
     context = get_current_context()
     value = context["params"][name]
     if context["dag_run"].run_type == "asset_triggered":
-        for event in context["triggering_asset_events"].get(FEATURE_RELEASE, []):
-            value = (event.extra or {}).get(name, value)
+        # Events queued while this DAG waited (or was paused) arrive together: the latest request wins.
+        events = sorted(context["triggering_asset_events"].get(FEATURE_RELEASE, []), key=lambda e: e.timestamp)
+        if events:
+            value = (events[-1].extra or {}).get(name, value)
     return value
 
 

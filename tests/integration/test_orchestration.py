@@ -71,29 +71,38 @@ def platform(tmp_path_factory):
                     os.environ[name] = value
 
 
+def dags_test_home(platform) -> Path:
+    """`airflow dags test` keeps its own metadata database: the Asset events its runs record must not reach the
+    scheduler the REST test starts later on the same EAGLEREC_HOME (they would trigger the copy's models there)."""
+    return platform["paths"].home / "airflow-dags-test"
+
+
 def airflow(platform, *args: str, timeout: float = 1200, dags_folder: Path | None = None
             ) -> subprocess.CompletedProcess:
     env = {**os.environ, **airflow_environment(platform["paths"], platform["port"])}
     if dags_folder:
-        env["AIRFLOW__CORE__DAGS_FOLDER"] = str(dags_folder)
+        home = dags_test_home(platform)
+        home.mkdir(parents=True, exist_ok=True)
+        env.update({"AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder), "AIRFLOW_HOME": str(home),
+                    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}"})
     return subprocess.run([str(AIRFLOW_BIN / "airflow"), *args], env=env, capture_output=True, text=True,
                           timeout=timeout)
 
 
-def airflow_json(platform, *args: str):
+def airflow_json(platform, *args: str, dags_folder: Path | None = None):
     """A CLI listing with `-o json`: the JSON is the last line (log lines may come first)."""
-    result = airflow(platform, *args, "-o", "json")
+    result = airflow(platform, *args, "-o", "json", dags_folder=dags_folder)
     assert result.returncode == 0, result.stderr[-2000:]
     return json.loads(next(line for line in reversed(result.stdout.splitlines()) if line.startswith(("[", "{"))))
 
 
-def read_task_instances(paths: Paths, run_id: str | None = None) -> list[tuple[str, str | None, str]]:
-    """(task id, rendered map index, state) of every task instance of a run (default: of every run), from Airflow's
-    metadata database."""
+def read_task_instances(database_file: Path, run_id: str | None = None) -> list[tuple[str, str | None, str]]:
+    """(task id, rendered map index, state) of every task instance of a run (default: of every run), from an
+    Airflow metadata database."""
     import sqlite3
 
     query = "select task_id, rendered_map_index, state from task_instance where coalesce(?, run_id) = run_id"
-    with contextlib.closing(sqlite3.connect(paths.home / "airflow" / "airflow.db")) as database:
+    with contextlib.closing(sqlite3.connect(database_file)) as database:
         return database.execute(query, (run_id,)).fetchall()
 
 
@@ -226,17 +235,17 @@ def test_airflow_dags_test_maps_training_over_the_chosen_models_the_added_ones_i
     """The chain's three DAGs in turn with `airflow dags test` (no scheduler: each run by hand, with the conf the
     features run would pass on in its Asset event)."""
     conf = {**platform["conf"], "models": [*CONF["models"], *ADDED]}
-    assert airflow(platform, "db", "migrate").returncode == 0
+    copy_dags = extended_repository / "dags"
+    assert airflow(platform, "db", "migrate", dags_folder=copy_dags).returncode == 0
     runs = {}
     for dag_id, dag_conf in (("eaglerec_features", conf), ("eaglerec_training", {"models": conf["models"],
                                                                                   "epochs": conf["epochs"]}),
                              ("eaglerec_deploy", {})):
-        result = airflow(platform, "dags", "test", dag_id, "--conf", json.dumps(dag_conf),
-                         dags_folder=extended_repository / "dags")
+        result = airflow(platform, "dags", "test", dag_id, "--conf", json.dumps(dag_conf), dags_folder=copy_dags)
         assert result.returncode == 0, (result.stdout + result.stderr)[-5000:]
-        listed = airflow_json(platform, "dags", "list-runs", dag_id)
+        listed = airflow_json(platform, "dags", "list-runs", dag_id, dags_folder=copy_dags)
         assert len(listed) == 1 and listed[0]["state"] == "success", dag_id
-        instances = read_task_instances(platform["paths"], listed[0]["run_id"])
+        instances = read_task_instances(dags_test_home(platform) / "airflow.db", listed[0]["run_id"])
         assert {state for _, _, state in instances} == {"success"}, (dag_id, instances)
         runs[dag_id] = instances
     # One training task instance per chosen model, named by it.

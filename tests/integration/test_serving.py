@@ -345,7 +345,7 @@ def test_the_bento_serves_from_its_own_environment_exactly_as_the_dev_service(se
         stop_service(process)
 
 
-def test_four_thousand_recommendations_at_concurrency_16_each_answered_and_logged_once(served, events,
+def test_two_thousand_recommendations_at_concurrency_16_each_answered_and_logged_once(served, events,
                                                                                      serving_registry):
     """Load, as a correctness check (speed is benchmarked in benchmarks/serving.py): every answer a 200 with k items,
     and one impression line per answer under its own request_id."""
@@ -353,7 +353,7 @@ def test_four_thousand_recommendations_at_concurrency_16_each_answered_and_logge
 
     log_folder = serving_registry["home"].events
     logged_before = {row["request_id"] for row in read_impressions(log_folder)}
-    users = np.random.default_rng(16).choice(events["user_id"].unique(), size=4_000).tolist()
+    users = np.random.default_rng(16).choice(events["user_id"].unique(), size=2_000).tolist()
 
     def recommend(user_id: int) -> tuple[int, int, str | None]:
         status, answer = call(served, "/recommend", {"user_id": int(user_id), "k": 10})
@@ -364,7 +364,7 @@ def test_four_thousand_recommendations_at_concurrency_16_each_answered_and_logge
         results = list(pool.map(recommend, users))
     seconds = time.perf_counter() - started
     failures = [result for result in results if result[:2] != (200, 10)]
-    print(f"4,000 /recommend at concurrency 16: {len(users) / seconds:.0f} requests/s, {len(failures)} failures")
+    print(f"2,000 /recommend at concurrency 16: {len(users) / seconds:.0f} requests/s, {len(failures)} failures")
     assert failures == []
     answered = {request_id for _, _, request_id in results}
     assert len(answered) == len(users)
