@@ -96,8 +96,10 @@ def run_eaglerec(task_id: str, *commands: str, **task_options):
     return run()
 
 
-@dag(dag_id="eaglerec_features", doc_md=__doc__, schedule=cron(FEATURES_SCHEDULE), start_date=datetime(2026, 1, 1),
-     catchup=False, max_active_runs=1, tags=[*TAGS, "dbt", "feast", "great_expectations"],
+# The cron DAGs have no start_date on purpose: with one, unpausing them starts a run for the last slot at once (it
+# queued ahead of `make run`'s own run); without, the first run waits for the next slot (run_immediately=False).
+@dag(dag_id="eaglerec_features", doc_md=__doc__, schedule=cron(FEATURES_SCHEDULE), catchup=False, max_active_runs=1,
+     tags=[*TAGS, "dbt", "feast", "great_expectations"],
      user_defined_filters={"shell_quote": shlex.quote}, default_args=DEFAULT_ARGS,
      params={
          "source": Param(BUNDLED, type="string", description="release folder, .zip or https URL of a .zip"),
@@ -212,8 +214,8 @@ def eaglerec_deploy():
     promote >> [compare, reload_recommender, build_bento()]
 
 
-@dag(dag_id="eaglerec_monitoring", doc_md=__doc__, schedule=cron(MONITORING_SCHEDULE), start_date=datetime(2026, 1, 1),
-     catchup=False, max_active_runs=1, tags=[*TAGS, "monitoring"], default_args=DEFAULT_ARGS)
+@dag(dag_id="eaglerec_monitoring", doc_md=__doc__, schedule=cron(MONITORING_SCHEDULE), catchup=False, max_active_runs=1,
+     tags=[*TAGS, "monitoring"], default_args=DEFAULT_ARGS)
 def eaglerec_monitoring():
     run_eaglerec("ab_report", "ab-report")
     run_eaglerec("monitor", "monitor")
