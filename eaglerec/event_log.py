@@ -86,6 +86,20 @@ def flocked(path: Path, mode: int) -> Iterator[None]:
         os.close(fd)  # closing releases the lock
 
 
+def append_durably(fd: int, data: bytes) -> None:
+    """Append whole lines to a segment opened O_RDWR | O_APPEND, under an exclusive flock, and fsync them. A line a
+    crash cut short must not swallow these: they start on a fresh line."""
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            os.write(fd, b"\n")
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+
+
 @dataclass(frozen=True)
 class Watermark:
     """How far a reader took the log: bytes per segment file (segments not named were not taken at all)."""
@@ -170,17 +184,7 @@ class RatingLog:
         line = (json.dumps(record, separators=(",", ":")) + "\n").encode()
         try:
             with self._lock:
-                fd = self._descriptor(segment_name(RATINGS_PREFIX, at))
-                fcntl.flock(fd, fcntl.LOCK_EX)
-                try:
-                    # A line cut short by a crash must not swallow this one: start on a fresh line.
-                    size = os.fstat(fd).st_size
-                    if size and os.pread(fd, 1, size - 1) != b"\n":
-                        os.write(fd, b"\n")
-                    os.write(fd, line)
-                    os.fsync(fd)
-                finally:
-                    fcntl.flock(fd, fcntl.LOCK_UN)
+                append_durably(self._descriptor(segment_name(RATINGS_PREFIX, at)), line)
         except OSError as exc:
             raise EventLogError(f"{self.folder}: the event log cannot be written ({exc})") from exc
 
@@ -270,11 +274,9 @@ class ImpressionLog:
             name = segment_name(IMPRESSIONS_PREFIX, impression["served_at"])
             by_segment.setdefault(name, []).append((json.dumps(impression, separators=(",", ":")) + "\n").encode())
         for name, lines in by_segment.items():
-            fd = os.open(self.folder / name, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            fd = os.open(self.folder / name, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX)
-                os.write(fd, b"".join(lines))
-                os.fsync(fd)
+                append_durably(fd, b"".join(lines))
             finally:
                 os.close(fd)
 
