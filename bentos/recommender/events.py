@@ -48,17 +48,15 @@ class EventRecorder:
         with self._state_lock:
             scan = self.log.scan(after=marts_watermark)
             live = LiveRatings()
-            by_user: dict[int, list[LoggedRating]] = {}
             for key in scan.after:
-                event = scan.events[key]
-                live.add(key, as_rating(event))
-                by_user.setdefault(event.user_id, []).append(event)
+                live.add(key, as_rating(scan.events[key]))
+            users = {scan.events[key].user_id for key in scan.after}
             self.recorded = scan.events
             self.live = live
-            self.pending_users |= set(by_user)
+            self.pending_users |= users
         self.push_pending()
         LOGGER.info("event log: %d events, %d past the marts' watermark replayed for %d users",
-                    len(scan.events), len(scan.after), len(by_user))
+                    len(scan.events), len(scan.after), len(users))
         return live
 
     def push_pending(self) -> None:
