@@ -1,5 +1,7 @@
-"""Benchmark the loop's write path in one run: the durable event log alone (fsync'd appends from 8 threads),
-POST /events over HTTP at concurrency 8 (log, then the online push), and what impression logging adds to a
+"""Benchmark the loop's write path in one run: the durable event log alone (fsync'd appends from 8 threads), the
+online push of one rating by the service's writer against the Feast SDK path it replaced (in-process, interleaved;
+the ratio), POST /events over HTTP at concurrency 8 (log, then the online push) beside GET /healthz at the same
+concurrency (what the HTTP stack and this client allow at all), and what impression logging adds to a
 recommendation (in-process, the same users with the impression log on and off, interleaved; the ratio).
 
 Needs `make run` (marts and MLflow with registered champions). Everything it writes goes to a scratch EAGLEREC_HOME
@@ -63,6 +65,55 @@ def bench_log_alone(folder: Path, count: int) -> float:
     return count / (time.perf_counter() - started)
 
 
+def push_with_sdk(store, movies, user_id: int, movie_id: int, rating: float, rated_at: int) -> None:
+    """The online push as the service did it before its writer: read the state through the SDK, fold, and push one
+    DataFrame per view (the reference of the ratio)."""
+    from feast.data_source import PushMode
+
+    from eaglerec.feature_store import ACTIVITY_COLUMNS
+    from eaglerec.near_line import fold_rating, profile_from_activity
+
+    names = [f"user_recent_activity:{name}" for name in ACTIVITY_COLUMNS]
+    current = store.get_online_features(features=names, entity_rows=[{"user_id": user_id}]).to_dict()
+    activity = fold_rating({name: current[name][0] for name in ACTIVITY_COLUMNS}, movie_id, rating, rated_at)
+    valid_from = pd.Timestamp(activity["recent_rated_ats"][0] + 1, unit="s", tz="UTC")
+    store.push("user_recent_activity_push", pd.DataFrame([{"user_id": user_id, **activity,
+                                                           "valid_from_timestamp": valid_from}]), to=PushMode.ONLINE)
+    store.push("user_profiles_push", pd.DataFrame([{"user_id": user_id, **profile_from_activity(activity, movies),
+                                                    "valid_from_timestamp": valid_from}]), to=PushMode.ONLINE)
+
+
+def bench_online_push(home: Paths, pairs: list[tuple[int, int]]) -> tuple[float, float]:
+    """Median ms to push one rating online: the writer, and the SDK path, alternating per rating."""
+    from eaglerec.feature_store import UserStateWriter, load_movie_facts, open_feature_store
+
+    store = open_feature_store(home, "sqlite")
+    movies = load_movie_facts(home)
+    writer = UserStateWriter(store, movies)
+    timings: dict[str, list[float]] = {"writer": [], "sdk": []}
+    for n, (user_id, movie_id) in enumerate(pairs):
+        for path in (("writer", "sdk") if n % 2 else ("sdk", "writer")):
+            started = time.perf_counter()
+            if path == "writer":
+                writer.push({user_id: [(movie_id, 4.0, 1_700_000_000 + n)]})
+            else:
+                push_with_sdk(store, movies, user_id, movie_id, 4.0, 1_700_000_000 + n)
+            timings[path].append(time.perf_counter() - started)
+    return float(np.median(timings["writer"]) * 1000), float(np.median(timings["sdk"]) * 1000)
+
+
+def bench_http_ceiling(base: str, count: int) -> float:
+    """GET /healthz per second at the same concurrency: the HTTP stack's and this client's own limit."""
+    def one(_: int) -> None:
+        with urllib.request.urlopen(f"{base}/healthz", timeout=60) as response:
+            response.read()
+
+    started = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(CONCURRENCY) as pool:
+        list(pool.map(one, range(count)))
+    return count / (time.perf_counter() - started)
+
+
 def bench_http_events(base: str, pairs: list[tuple[int, int]]) -> tuple[np.ndarray, float, dict[int, int]]:
     """Latencies (ms), accepted events per second, and the count of each status."""
     def one(pair: tuple[int, int]) -> tuple[float, int]:
@@ -121,6 +172,9 @@ def main() -> None:
         print(f"event log alone, {args.events} fsync'd appends from {CONCURRENCY} threads: {rate:,.0f} events/s")
 
         home = scratch_home(source, Path(scratch))
+        writer_ms, sdk_ms = bench_online_push(home, list(zip(users[:200], movies[:200], strict=True)))
+        print(f"online push of one rating (SQLite), median of 200 each, interleaved: writer {writer_ms:.2f} ms, Feast "
+              f"SDK path {sdk_ms:.2f} ms ({sdk_ms / writer_ms:.1f}x faster)")
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
@@ -134,6 +188,9 @@ def main() -> None:
             print(f"POST /events over HTTP at concurrency {CONCURRENCY} (log + SQLite online push): {rate:,.0f} "
                   f"accepted events/s, p50 {np.percentile(latencies, 50):.1f} ms, p99 "
                   f"{np.percentile(latencies, 99):.1f} ms; answers by status {statuses}")
+            ceiling = bench_http_ceiling(base, args.events)
+            print(f"GET /healthz over HTTP at concurrency {CONCURRENCY}, same client: {ceiling:,.0f} requests/s (POST "
+                  f"/events reaches {rate / ceiling:.2f}x of it)")
         finally:
             stop_process(server, timeout=60)
 

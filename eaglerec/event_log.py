@@ -180,22 +180,29 @@ class RatingLog:
             self._segment = (name, fd)
         return self._segment[1]
 
-    def _append(self, record: dict, at: float) -> None:
-        line = (json.dumps(record, separators=(",", ":")) + "\n").encode()
+    def _append(self, records: list[tuple[dict, float]]) -> None:
+        """Write records (record, the time naming its segment) with one write and one fsync per segment: a batch of
+        concurrent events costs one fsync (group commit)."""
+        lines: dict[str, list[str]] = {}
+        for record, at in records:
+            lines.setdefault(segment_name(RATINGS_PREFIX, at), []).append(json.dumps(record, separators=(",", ":")))
         try:
             with self._lock:
-                append_durably(self._descriptor(segment_name(RATINGS_PREFIX, at)), line)
+                for name, segment_lines in lines.items():
+                    append_durably(self._descriptor(name), ("\n".join(segment_lines) + "\n").encode())
         except OSError as exc:
             raise EventLogError(f"{self.folder}: the event log cannot be written ({exc})") from exc
 
-    def append(self, event: LoggedRating) -> None:
-        """Write one event and fsync it; raise EventLogError if it is not durably written."""
-        self._append(asdict(event), event.logged_at)
+    def append(self, *events: LoggedRating) -> None:
+        """Write events and fsync them; raise EventLogError if they are not durably written."""
+        self._append([(asdict(event), event.logged_at) for event in events])
 
-    def void(self, event: LoggedRating, reason: str) -> None:
-        """Withdraw an event (its online push failed after the append), in its own segment: a retry logged after
-        midnight still follows the void."""
-        self._append({"void": event.event_id, "logged_at": time.time(), "reason": reason[:200]}, event.logged_at)
+    def void(self, *events: LoggedRating, reason: str) -> None:
+        """Withdraw events (their online push failed after the append), each in its own segment: a retry logged
+        after midnight still follows the void."""
+        now = time.time()
+        self._append([({"void": event.event_id, "logged_at": now, "reason": reason[:200]}, event.logged_at)
+                      for event in events])
 
     def scan(self, after: Watermark | None = None, until: Watermark | None = None) -> LogScan:
         """Read the log (up to `until`, default its end): every event, and those past `after`."""

@@ -4,24 +4,33 @@ next recommendation sees it, and a restart replays it from the log.
 
 One rating, one outcome: the log holds it and the online store has it (200), or it counts nowhere (503: the log
 could not be written, or the online push failed and the logged line was voided). A rating sent again with the same
-key (event_id, else user, movie and rated_at) is recorded once (200, `duplicate`), and 409 if its values differ."""
+key (event_id, else user, movie and rated_at) is recorded once (200, `duplicate`), and 409 if its values differ.
+
+One writer thread commits: it takes every event waiting (a group commit: one fsync and one online write per view
+for the batch, so concurrent requests share the costs) and is the only one to read-fold-write users' online state,
+so two ratings of one user never overwrite each other's fold."""
 
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 import zlib
+from concurrent.futures import Future
 
 from bentos.recommender.errors import ConflictError, InvalidRequestError, NotFoundError, UnavailableError
 from bentos.recommender.movie_catalog import LiveRatings, MovieCatalog, Rating
 from eaglerec.event_log import EVENT_ID, EventLogError, LoggedRating, RatingLog, Watermark, rating_key
-from eaglerec.feature_store import push_user_ratings
+from eaglerec.feature_store import UserStateWriter
 
 LOGGER = logging.getLogger(__name__)
 EARLIEST_RATING_AT = 789_652_800  # 1995-01-10, the first MovieLens rating
 # Requests for the same key take the same lock; other keys rarely wait on each other.
 KEY_LOCKS = 64
+# At most this many events in one commit, users in one push of replayed events.
+MAX_BATCH = 256
+PUSH_PENDING = "push pending users"  # the writer's job besides events
 
 
 def as_rating(event: LoggedRating) -> Rating:
@@ -30,15 +39,16 @@ def as_rating(event: LoggedRating) -> Rating:
 
 class EventRecorder:
     def __init__(self, store, movie_facts, log: RatingLog, user_state):
-        self.store = store
-        self.movie_facts = movie_facts
         self.log = log
         self.user_state = user_state  # UserStateReader: its online-store flag follows the pushes too
+        self.writer = UserStateWriter(store, movie_facts)
         self.live = LiveRatings()
         self.recorded: dict[str, LoggedRating] = {}  # every key the log holds: a retry is known at once
         self.pending_users: set[int] = set()  # users whose replayed events did not reach the online store yet
         self._key_locks = [threading.Lock() for _ in range(KEY_LOCKS)]
         self._state_lock = threading.Lock()
+        self._jobs: queue.SimpleQueue[tuple[LoggedRating | str, Future]] = queue.SimpleQueue()
+        threading.Thread(target=self._commit_forever, name="eaglerec-event-writer", daemon=True).start()
 
     def replay(self, marts_watermark: Watermark) -> LiveRatings:
         """Read the log: remember every key, and return the events the marts do not hold (past their watermark) as
@@ -60,19 +70,52 @@ class EventRecorder:
         return live
 
     def push_pending(self) -> None:
-        """Push the replayed events of pending users to the online store; those it refuses stay pending."""
-        if not self.pending_users:
-            return
-        for user_id in sorted(self.pending_users):
-            events = [(r.movie_id, r.rating, r.rated_at) for r in self.live.of(user_id)]
+        """Push the replayed events of pending users to the online store (by the writer thread); those it refuses
+        stay pending."""
+        if self.pending_users:
+            self._submit(PUSH_PENDING)
+
+    def _submit(self, job: LoggedRating | str):
+        future: Future = Future()
+        self._jobs.put((job, future))
+        return future.result()
+
+    def _commit_forever(self) -> None:
+        while True:
+            jobs = [self._jobs.get()]
+            while len(jobs) < MAX_BATCH:
+                try:
+                    jobs.append(self._jobs.get_nowait())
+                except queue.Empty:
+                    break
+            events = [(job, future) for job, future in jobs if isinstance(job, LoggedRating)]
+            if events:
+                try:
+                    profiles = self.append_and_push([event for event, _ in events])
+                except Exception as exc:  # noqa: BLE001 - every waiting request gets the failure, the thread lives on
+                    for _, future in events:
+                        future.set_exception(exc if isinstance(exc, UnavailableError) else UnavailableError(
+                            f"the rating was not recorded ({type(exc).__name__}: {exc})"))
+                else:
+                    for event, future in events:
+                        future.set_result(profiles[event.event_id])
+            for job, future in jobs:
+                if job == PUSH_PENDING:
+                    self._push_pending()
+                    future.set_result(None)
+
+    def _push_pending(self) -> None:
+        users = sorted(self.pending_users)
+        for start in range(0, len(users), MAX_BATCH):
+            batch = users[start:start + MAX_BATCH]
             try:
-                push_user_ratings(self.store, self.movie_facts, user_id, events)
-            except Exception:
-                LOGGER.warning("online store unavailable: %d users' logged events wait for it",
-                               len(self.pending_users))
+                self.writer.push({user_id: [(r.movie_id, r.rating, r.rated_at) for r in self.live.of(user_id)]
+                                  for user_id in batch})
+            except Exception:  # noqa: BLE001 - the events are logged: they wait for the store, the service goes on
+                LOGGER.warning("online store unavailable: %d users' logged events wait for it", len(self.pending_users))
                 self.user_state.online_store_ok = False
                 return
-            self.pending_users.discard(user_id)
+            self.pending_users.difference_update(batch)
 
     def validate(self, catalog: MovieCatalog, user_id: int, movie_id: int, rating: float, rated_at: int,
                  event_id: str | None, now: int) -> None:
@@ -103,37 +146,41 @@ class EventRecorder:
                                         f"{known.user_id}, movie {known.movie_id}, rating {known.rating}, rated_at "
                                         f"{known.rated_at}): send a new event_id")
                 return self.answer(known, duplicate=True)
-            profile = self.append_and_push(event)
+            profile = self._submit(event)
             with self._state_lock:
                 self.recorded[key] = event
                 self.live.add(key, as_rating(event))
         return self.answer(event, duplicate=False, user_rating_count=profile.get("user_rating_count"))
 
-    def append_and_push(self, event: LoggedRating) -> dict:
+    def append_and_push(self, events: list[LoggedRating]) -> dict[str, dict]:
         """The log first (nothing is pushed unless it is durable), then the online store; a failed push voids the
-        logged line, so the event counts nowhere."""
+        logged lines, so the events count nowhere. Return each event's user profile as of that event."""
         with self.log.in_flight():
             try:
-                self.log.append(event)
+                self.log.append(*events)
             except EventLogError as exc:
-                LOGGER.exception("rating event %s not logged", event.event_id)
+                LOGGER.exception("%d rating events not logged", len(events))
                 raise UnavailableError(f"event log unavailable ({exc.strerror or exc}): the rating was not recorded, "
                                        "send it again later") from exc
+            by_user: dict[int, list[LoggedRating]] = {}
+            for event in events:
+                by_user.setdefault(event.user_id, []).append(event)
             try:
-                profile = push_user_ratings(self.store, self.movie_facts, event.user_id,
-                                            [(event.movie_id, event.rating, event.rated_at)])
+                profiles = self.writer.push({user_id: [(e.movie_id, e.rating, e.rated_at) for e in user_events]
+                                             for user_id, user_events in by_user.items()})
             except Exception as exc:
-                LOGGER.exception("rating event %s not pushed online: voided", event.event_id)
+                LOGGER.exception("%d rating events not pushed online: voided", len(events))
                 self.user_state.online_store_ok = False
                 try:
-                    self.log.void(event, f"online push failed: {type(exc).__name__}")
+                    self.log.void(*events, reason=f"online push failed: {type(exc).__name__}")
                 except EventLogError:
-                    # Still logged: the next replay applies it, and a retry of the key is recorded once.
-                    LOGGER.exception("rating event %s could not be voided", event.event_id)
+                    # Still logged: the next replay applies them, and a retry of a key is recorded once.
+                    LOGGER.exception("%d rating events could not be voided", len(events))
                 raise UnavailableError(f"online store unavailable ({type(exc).__name__}): the rating was not "
                                        "recorded, send it again later") from exc
         self.user_state.online_store_ok = True
-        return profile
+        return {event.event_id: profile for user_id, user_events in by_user.items()
+                for event, profile in zip(user_events, profiles[user_id], strict=True)}
 
     def answer(self, event: LoggedRating, duplicate: bool, user_rating_count: int | None = None) -> dict:
         return {"accepted": True, "duplicate": duplicate, "event_id": event.event_id, "user_id": event.user_id,

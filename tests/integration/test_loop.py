@@ -43,7 +43,7 @@ def test_logged_ratings_reach_rating_events_and_examples_with_point_in_time_feat
     log.append(logged("new-2", 9, 2, 2.0, LATER + 200))
     log.append(logged("new-2", 9, 2, 5.0, LATER + 200))  # a retry with the same key: the first line stands
     log.append(failed := logged("failed", 9, 4, 1.0, LATER + 300))
-    log.void(failed, "online push failed")  # answered 503: counts nowhere
+    log.void(failed, reason="online push failed")  # answered 503: counts nowhere
     raw_dir = home.raw_dataset(DATASET)
     taken = take_live_ratings(home.events, raw_dir)
     assert (taken.events, taken.ratings) == (3, 3)
@@ -92,8 +92,8 @@ def test_bad_logged_ratings_stop_at_the_raw_gate_and_untaken_ones_at_the_build(h
     # A release that passed without live ratings must not build once some were taken unchecked.
     (raw_dir / LIVE_RATINGS_FILE).unlink()
     validate_raw_dataset(raw_dir)
-    RatingLog(home.events).void(logged("unknown-movie", 2, 99, 4.0, LATER), "test")
-    RatingLog(home.events).void(logged("bad-stars", 3, 2, 4.2, LATER), "test")
+    RatingLog(home.events).void(logged("unknown-movie", 2, 99, 4.0, LATER), reason="test")
+    RatingLog(home.events).void(logged("bad-stars", 3, 2, 4.2, LATER), reason="test")
     take_live_ratings(home.events, raw_dir)
     with pytest.raises(UngatedReleaseError, match=LIVE_RATINGS_FILE):
         build_features(DATASET, paths=home)

@@ -34,7 +34,7 @@ def test_a_key_is_recorded_once_and_a_void_withdraws_it(tmp_path):
     log.append(event("b", 2, 20, 3.0, 200))
     log.append(event("b", 2, 20, 5.0, 200))  # the same key again: the first line stands
     log.append(voided := event("c", 3, 30, 1.0, 300))
-    log.void(voided, "online push failed")
+    log.void(voided, reason="online push failed")
     log.append(event("d", 4, 40, 2.5, 400))
 
     scan = log.scan()
@@ -43,6 +43,19 @@ def test_a_key_is_recorded_once_and_a_void_withdraws_it(tmp_path):
     # A voided key may be sent again: it is recorded then.
     log.append(event("c", 3, 30, 1.5, 301))
     assert log.scan().events["c"].rating == 1.5
+
+
+def test_a_group_commit_writes_each_event_to_its_day_and_voids_them_together(tmp_path):
+    log = RatingLog(tmp_path)
+    day, next_day = NOW, NOW + 86_400
+    log.append(event("a", 1, 10, 4.0, 100, at=day), event("b", 2, 20, 3.0, 200, at=next_day),
+               event("c", 3, 30, 2.0, 300, at=day))
+    def keys_of(at: float) -> list[str]:
+        return [json.loads(line)["event_id"] for line in (tmp_path / segment_name("ratings-", at)).read_text().split()]
+
+    assert keys_of(day) == ["a", "c"] and keys_of(next_day) == ["b"]
+    log.void(event("a", 1, 10, 4.0, 100, at=day), event("b", 2, 20, 3.0, 200, at=next_day), reason="push failed")
+    assert list(log.scan().events) == ["c"]
 
 
 def test_a_line_cut_short_by_a_crash_is_skipped_and_the_next_append_starts_a_fresh_line(tmp_path):
@@ -100,7 +113,7 @@ def test_the_taker_waits_for_an_event_in_flight_and_its_watermark_splits_the_log
             log.append(failed := event("b", 2, 20, 3.0, 200))
             appended.set()
             time.sleep(0.5)  # the online push that then fails
-            log.void(failed, "online push failed")
+            log.void(failed, reason="online push failed")
             voided_in_flight.set()
 
     writer = threading.Thread(target=failing_push)
