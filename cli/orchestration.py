@@ -21,6 +21,9 @@ from eaglerec.settings import REPO_ROOT, Paths
 
 AIRFLOW_BIN = REPO_ROOT / ".venvs" / "airflow" / "bin"
 SERVICES = ("api-server", "scheduler", "dag-processor", "triggerer")
+# The scheduler and the triggerer would each start a log server on every interface (Airflow hard-codes 0.0.0.0, ports
+# 8793 and 8794) for an api-server on another machine. Here the api-server reads the task logs from the same disk.
+SERVICE_ARGS = {"scheduler": ["--skip-serve-logs"], "triggerer": ["--skip-serve-logs"]}
 DEFAULT_AIRFLOW_PORT = 8080
 USERNAME = "eaglerec"
 FINISHED = {"success", "failed"}
@@ -88,7 +91,8 @@ def start_airflow(paths: Paths, port: int = DEFAULT_AIRFLOW_PORT, timeout: float
         pid_file = home / f"{service}.pid"
         if read_running_pid(pid_file) is None:
             log = (home / f"{service}.log").open("ab")
-            processes[service] = subprocess.Popen([str(AIRFLOW_BIN / "airflow"), service], env={**os.environ, **env},
+            processes[service] = subprocess.Popen([str(AIRFLOW_BIN / "airflow"), service,
+                                                   *SERVICE_ARGS.get(service, [])], env={**os.environ, **env},
                                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
             pid_file.write_text(str(processes[service].pid))
     url = f"http://127.0.0.1:{port}"

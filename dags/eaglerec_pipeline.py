@@ -58,8 +58,11 @@ REGISTERED = {kind: Asset(entry["registered_model"]) for kind, entry in KINDS.it
 # Schedules: cron expressions, or "none" (tests set them so; the default runs the loop every hour).
 FEATURES_SCHEDULE = os.environ.get("EAGLEREC_FEATURES_SCHEDULE", "0 * * * *")
 MONITORING_SCHEDULE = os.environ.get("EAGLEREC_MONITORING_SCHEDULE", "30 * * * *")
-DEFAULT_ARGS = {"retries": 2, "retry_delay": timedelta(seconds=15), "retry_exponential_backoff": True,
-                "max_retry_delay": timedelta(minutes=5), "execution_timeout": timedelta(hours=2)}
+# Retries only where they can help: a task that calls a service (MLflow, the online store, the recommender) may meet
+# it restarting. A data error (ingest, the gates, dbt's tests) fails the same way every time: red at once.
+DEFAULT_ARGS = {"retries": 0, "execution_timeout": timedelta(hours=2)}
+SERVICE_RETRIES = {"retries": 2, "retry_delay": timedelta(seconds=15), "retry_exponential_backoff": True,
+                   "max_retry_delay": timedelta(minutes=5)}
 TAGS = ["eaglerec", "movielens"]
 
 
@@ -136,7 +139,7 @@ def eaglerec_features():
             for layer in ("staging", "intermediate", "marts"))
         staging >> intermediate >> marts
     feast_apply = run_eaglerec("feast_apply", "feast-apply")
-    materialize = run_eaglerec("materialize", "materialize")
+    materialize = run_eaglerec("materialize", "materialize", **SERVICE_RETRIES)
 
     @task(outlets=[FEATURE_RELEASE])
     def publish_features() -> None:
@@ -172,7 +175,7 @@ def choose_epochs() -> int | None:
     return requested("epochs")
 
 
-@task.bash(env=TASK_ENV, append_env=True, map_index_template="{{ model_name }}")
+@task.bash(env=TASK_ENV, append_env=True, map_index_template="{{ model_name }}", **SERVICE_RETRIES)
 def train(model: str, epochs: int | None) -> str:
     """Train one model of the catalogue, log it to MLflow and register it without the gate (deploy gates)."""
     get_current_context()["model_name"] = model
@@ -202,9 +205,9 @@ def eaglerec_training():
      start_date=datetime(2026, 1, 1), catchup=False, max_active_runs=1, tags=[*TAGS, "mlflow", "bentoml"],
      default_args=DEFAULT_ARGS)
 def eaglerec_deploy():
-    promote = run_eaglerec("promote", "promote --pending")
-    compare = run_eaglerec("compare", "compare")
-    reload_recommender = run_eaglerec("reload_recommender", "serve reload")
+    promote = run_eaglerec("promote", "promote --pending", **SERVICE_RETRIES)
+    compare = run_eaglerec("compare", "compare", **SERVICE_RETRIES)
+    reload_recommender = run_eaglerec("reload_recommender", "serve reload", **SERVICE_RETRIES)
 
     @task.bash(env=TASK_ENV, append_env=True)
     def build_bento() -> str:
@@ -217,8 +220,8 @@ def eaglerec_deploy():
 @dag(dag_id="eaglerec_monitoring", doc_md=__doc__, schedule=cron(MONITORING_SCHEDULE), catchup=False, max_active_runs=1,
      tags=[*TAGS, "monitoring"], default_args=DEFAULT_ARGS)
 def eaglerec_monitoring():
-    run_eaglerec("ab_report", "ab-report")
-    run_eaglerec("monitor", "monitor")
+    run_eaglerec("ab_report", "ab-report", **SERVICE_RETRIES)
+    run_eaglerec("monitor", "monitor")  # red past a threshold: a retry would only find the same
 
 
 eaglerec_features()

@@ -82,3 +82,27 @@ def copy_serving_home(serving_registry, root: Path, online_store: str = "sqlite"
     apply_feature_repo(home, online_store)
     materialize_online(open_feature_store(home, online_store))
     return {**serving_registry, "home": home}
+
+
+def listening_sockets(root_pids: list[int], ports: list[int] = ()) -> list[tuple[str, str, int]]:
+    """(process name, address, port) of every listening TCP socket of these processes, of the processes listening
+    on these ports, and of all their descendants."""
+    import psutil
+
+    roots = [*root_pids, *(c.pid for c in psutil.net_connections(kind="tcp")
+                           if c.status == psutil.CONN_LISTEN and c.laddr.port in ports and c.pid)]
+    processes = {}
+    for pid in roots:
+        try:
+            process = psutil.Process(pid)
+            processes.update({p.pid: p for p in [process, *process.children(recursive=True)]})
+        except psutil.NoSuchProcess:
+            continue
+    found = []
+    for process in processes.values():
+        try:
+            found += [(process.name(), c.laddr.ip, c.laddr.port) for c in process.net_connections(kind="tcp")
+                      if c.status == psutil.CONN_LISTEN]
+        except psutil.NoSuchProcess:
+            continue
+    return found

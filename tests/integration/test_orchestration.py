@@ -7,7 +7,8 @@ first with `airflow dags test` on that copy's DAGs, one after the other, the tra
 catalogue's models and the two added ones (they train, register behind the gate and appear in the comparison table);
 then on this repository's DAGs through the scheduler and the REST API: unforced, the features run finds nothing
 changed and stops after the gate; forced, its Assets trigger training and deploy, after which the recommender serves
-the champion it registered."""
+the champion it registered, and every socket the platform listens on (Airflow, MLflow, the recommender) is on
+loopback."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import os
 import shutil
 import subprocess
 import sys
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -25,11 +27,20 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from cli.orchestration import AIRFLOW_BIN, airflow_environment, run_pipeline, start_airflow, stop_airflow
+from cli.orchestration import (
+    AIRFLOW_BIN,
+    SERVICES,
+    airflow_environment,
+    airflow_home,
+    run_pipeline,
+    start_airflow,
+    stop_airflow,
+)
 from eaglerec.features import list_marts
-from eaglerec.processes import start_recommender, stop_process, wait_for_http
+from eaglerec.processes import read_running_pid, start_recommender, stop_process, wait_for_http
 from eaglerec.settings import BUNDLED_DATASET_DIR, REPO_ROOT, Paths
 from tests.conftest import find_free_port, running_tracking_server
+from tests.services import listening_sockets
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -283,6 +294,12 @@ def test_a_run_through_the_scheduler_and_rest_api_then_the_recommender_serves_it
     rankers = client.search_model_versions("name = 'eaglerec-ranker'")
     trained = sorted(client.get_run(version.run_id).data.tags["model"] for version in rankers)
     assert trained == ["din", "din", "tiny_ranker"] and all("promotion_decision" in v.tags for v in rankers)
+    # Lineage: each run names its model and dataset, and the Airflow DAG, run and try that trained it.
+    for version in rankers:
+        run = client.get_run(version.run_id)
+        assert run.info.run_name == f"{run.data.tags['model']} · {CONF['dataset']}"
+        assert run.data.tags["airflow_dag_id"] == "eaglerec_training" and run.data.tags["airflow_try_number"] == "1"
+        assert run.data.tags["dataset"] == CONF["dataset"] and "Gate: " in version.description
     champion = client.get_model_version_by_alias("eaglerec-ranker", "champion")
 
     port = find_free_port()
@@ -297,5 +314,14 @@ def test_a_run_through_the_scheduler_and_rest_api_then_the_recommender_serves_it
             answer = json.loads(response.read())
         name = client.get_run(champion.run_id).data.tags["model"]
         assert len(answer["items"]) == 5 and answer["ranker"] == f"{name} v{champion.version}"
+
+        # Loopback only: every socket the platform listens on (Airflow's four services, MLflow, the recommender).
+        airflow_pids = [read_running_pid(airflow_home(platform["paths"]) / f"{airflow_service}.pid")
+                        for airflow_service in SERVICES]
+        assert None not in airflow_pids
+        mlflow_port = urllib.parse.urlsplit(platform["uri"]).port
+        sockets = listening_sockets([*airflow_pids, service.pid], ports=[mlflow_port])
+        assert {platform["port"], mlflow_port, port} <= {listening_port for _, _, listening_port in sockets}
+        assert all(address in ("127.0.0.1", "::1") for _, address, _ in sockets), sockets
     finally:
         stop_process(service, timeout=60)
