@@ -11,6 +11,7 @@ from __future__ import annotations
 import hmac
 import os
 import pathlib
+import time
 from http import HTTPStatus
 from typing import Annotated, Literal
 
@@ -46,6 +47,8 @@ from eaglerec.contracts.catalogue import load_catalogue
 MAX_BODY_BYTES = int(os.environ.get("EAGLEREC_MAX_BODY_BYTES", "16384"))
 ERRORS = {status: {"model": ErrorBody} for status in (400, 401, 403, 404, 409, 413, 422, 503)}
 REQUEST_ID_HEADER = "X-Request-ID"
+# Which models answered, on every recommendation (SparrowRecSys's bare-list body has no room for it).
+VARIANT_HEADER, RANKER_HEADER, RETRIEVER_HEADER = "X-EagleRec-Variant", "X-EagleRec-Ranker", "X-EagleRec-Retriever"
 MovieId = Annotated[int, Query(ge=1, le=2**31 - 1)]
 Size = Annotated[int, Query(ge=1, le=100)]
 
@@ -53,12 +56,31 @@ recommend_requests = bentoml.metrics.Counter(
     name="eaglerec_recommend_requests", documentation="Recommendation requests by A/B variant",
     labelnames=["variant", "cold_start"])
 events_received = bentoml.metrics.Counter(name="eaglerec_rating_events", documentation="Ratings accepted")
+# Requests by route *template* (BentoML's own traffic metrics, switched off below, label by raw path: one series per
+# movie id, user id and mistyped URL, without bound).
+http_requests = bentoml.metrics.Counter(
+    name="eaglerec_http_requests", documentation="HTTP requests by route template, method and status",
+    labelnames=["route", "method", "status"])
+http_seconds = bentoml.metrics.Histogram(
+    name="eaglerec_http_request_duration_seconds", documentation="HTTP request time by route template",
+    labelnames=["route", "method"], buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 SITE = pathlib.Path(__file__).with_name("site")
 app = FastAPI(title="EagleRec recommender", version="1", responses=ERRORS, docs_url=None, redoc_url=None,
               description="Movie recommendations: retrieve, rank, filter, explain. Errors are JSON: {error, detail}.")
 # The movie site: plain HTML/CSS/JS over this API, same origin, nothing loaded from elsewhere.
 app.mount("/site", StaticFiles(directory=SITE), name="site")
+
+
+def describe_answer(response: Response, answer: dict) -> None:
+    """Name the answer and what produced it in the headers: its request_id, the A/B variant, the model that ordered
+    the list (the ranker; the retriever itself for retriever-only answers; `none` for cold start) and the retriever,
+    each as `<model> v<version>`."""
+    response.headers[REQUEST_ID_HEADER] = answer["request_id"]
+    response.headers[VARIANT_HEADER] = answer["variant"]
+    response.headers[RANKER_HEADER] = answer["ranker"] or "none"
+    response.headers[RETRIEVER_HEADER] = answer["retriever_model"]
 
 
 def error_response(status: int, message: str, detail=None) -> JSONResponse:
@@ -104,7 +126,44 @@ async def limit_body_size(request: Request, call_next):
     return await call_next(request)
 
 
-class ServiceEdges:
+class HttpMiddleware:
+    """An ASGI layer that acts on HTTP requests only: lifespan and other scopes pass through untouched."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            await self.handle(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+    async def handle(self, scope, receive, send):
+        raise NotImplementedError
+
+
+class RequestMetrics(HttpMiddleware):
+    """Count and time every HTTP request under its route template (`/movies/{movie_id}`), `unmatched` when no route
+    took it; methods outside HTTP's usual ones count as `other`. Every label has a bounded set of values."""
+
+    async def handle(self, scope, receive, send):
+        started, status = time.perf_counter(), {"code": 500}
+
+        async def note_status(message):
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, note_status)
+        finally:
+            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            method = scope["method"] if scope["method"] in METHODS else "other"
+            http_requests.labels(route=route, method=method, status=str(status["code"])).inc()
+            http_seconds.labels(route=route, method=method).observe(time.perf_counter() - started)
+
+
+class ServiceEdges(HttpMiddleware):
     """Outermost ASGI layer (around BentoML's own routes too): GET /readyz as JSON, and every error response as JSON.
 
     /readyz: ready once the models are loaded, and whether requests are degraded (online store down); BentoML's own
@@ -113,13 +172,7 @@ class ServiceEdges:
 
     engine = None  # set by Recommender.__init__, in the worker process
 
-    def __init__(self, app):
-        self.app = app
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope, receive, send):
         if scope["path"] == "/readyz" and ServiceEdges.engine is not None:
             import anyio
 
@@ -146,7 +199,7 @@ class ServiceEdges:
         await self.app(scope, receive, send_errors_as_json)
 
 
-@bentoml.service(name="eaglerec_recommender", workers=1, traffic={"timeout": 60},
+@bentoml.service(name="eaglerec_recommender", workers=1, traffic={"timeout": 60}, metrics={"enabled": False},
                  http={"host": "127.0.0.1", "port": 3000})
 @bentoml.asgi_app(app, path="/")
 class Recommender:
@@ -172,7 +225,7 @@ class Recommender:
         """Top k movies for a user: candidates, one ranker call, a genre cap; cold start for unknown users. Logged as
         an impression under its request_id (body and X-Request-ID header)."""
         answer = self.engine.recommend(request.user_id, request.k, request.variant, request.explain, request.ranker)
-        response.headers[REQUEST_ID_HEADER] = answer["request_id"]
+        describe_answer(response, answer)
         recommend_requests.labels(variant=answer["variant"], cold_start=str(answer["cold_start"]).lower()).inc()
         return answer
 
@@ -227,6 +280,11 @@ class Recommender:
             events_received.inc()
         return accepted
 
+    @app.get("/metrics", include_in_schema=False)
+    def metrics(self):
+        """Prometheus metrics: requests by route template, recommendations by variant, events accepted."""
+        return Response(bentoml.metrics.generate_latest(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
     @app.post("/admin/reload", response_model=ReloadResult)
     def reload(self, authorization: Annotated[str | None, Header()] = None):
         """Swap in the current champions; needs `Authorization: Bearer $EAGLEREC_ADMIN_TOKEN`."""
@@ -279,8 +337,9 @@ class Recommender:
                                           "champion)")
             ranker = entry.name
         answer = self.engine.recommend(id, size, None, False, ranker, retriever_only=model == "emb", api="getrecforyou")
-        response.headers[REQUEST_ID_HEADER] = answer["request_id"]
+        describe_answer(response, answer)
         return sparrow_movies(self.catalog, answer)
 
 
 Recommender.add_asgi_middleware(ServiceEdges)
+Recommender.add_asgi_middleware(RequestMetrics)

@@ -4,11 +4,14 @@ in-process through RecommendationEngine, and over HTTP against `bentoml serve` a
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import os
+import re
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import mlflow
@@ -34,7 +37,7 @@ from tests.services import (
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 # Users the in-process tests post ratings for: ids the bundled data does not have.
-NEW_USER, HTTP_NEW_USER = 900_001, 900_002
+NEW_USER, HTTP_NEW_USER, CONCURRENT_USER = 900_001, 900_002, 900_003
 
 
 @pytest.fixture(scope="module")
@@ -135,6 +138,20 @@ def test_a_rating_event_changes_the_next_recommendation(engine, catalog):
     assert describe_user(engine.snapshot.catalog, NEW_USER, state, "champion")["history"][0]["movie_id"] == liked
 
 
+def test_concurrent_ratings_of_one_user_are_each_folded_once(engine, catalog):
+    """Sixteen ratings of one user from eight threads: the single writer folds them one after another, so none
+    overwrites another's fold and the answers count 1 to 16, each once."""
+    movies = catalog.index[:16].tolist()
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda movie: engine.events.record(engine.snapshot.catalog, CONCURRENT_USER, movie,
+                                                                   4.0), movies))
+    assert sorted(answer["user_rating_count"] for answer in answers) == list(range(1, 17))
+    state = engine.read_user_state(CONCURRENT_USER)
+    assert sorted(state["recent_movie_ids"]) == sorted(movies) and state["user_rating_count"] == 16
+    logged = engine.events.log.scan().events
+    assert sorted(e.movie_id for e in logged.values() if e.user_id == CONCURRENT_USER) == sorted(movies)
+
+
 @pytest.mark.parametrize("event, message", [
     ({"user_id": 5, "movie_id": 10**7, "rating": 4.0}, "movie_id 10000000: not in movie_catalog"),
     ({"user_id": 5, "movie_id": 1, "rating": 4.2}, "rating 4.2: expected 0.5 to 5.0 in half stars"),
@@ -233,6 +250,52 @@ def test_every_endpoint_answers_over_http(served):
         assert status == 200 and check(answer), (path, status, answer)
     status, metrics = call(served, "/metrics")
     assert status == 200 and 'eaglerec_recommend_requests_total{cold_start="false",variant=' in metrics
+
+
+def test_every_recommendation_names_its_variant_and_models_in_headers(served):
+    """Native and SparrowRecSys answers carry request_id, variant, ranker and retriever in headers; the native body
+    says the same."""
+    def headers_of(path: str, body: dict | None = None) -> tuple[dict, object]:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(served + path, data, {"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=60) as response:  # header names arrive in lower case
+            return {name.lower(): value for name, value in response.headers.items()}, json.loads(response.read())
+
+    headers, native = headers_of("/recommend", {"user_id": 1, "k": 3})
+    assert (headers["x-request-id"], headers["x-eaglerec-variant"], headers["x-eaglerec-ranker"],
+            headers["x-eaglerec-retriever"]) == (native["request_id"], native["variant"], native["ranker"],
+                                                 native["retriever_model"])
+    sparrow_headers, sparrow = headers_of("/getrecforyou?id=1&size=3")
+    assert isinstance(sparrow, list) and len(sparrow_headers["x-request-id"]) == 32
+    assert sparrow_headers["x-eaglerec-variant"] == call(served, "/users/1")[1]["variant"] == native["variant"]
+    assert sparrow_headers["x-eaglerec-ranker"] == native["ranker"]
+    assert sparrow_headers["x-eaglerec-retriever"] == native["retriever_model"]
+    retriever_only, _ = headers_of("/getrecforyou?id=1&size=3&model=emb")  # the retriever orders the list itself
+    assert retriever_only["x-eaglerec-ranker"] == retriever_only["x-eaglerec-retriever"] == native["retriever_model"]
+    cold, answer = headers_of("/recommend", {"user_id": 10**8, "k": 3})
+    assert answer["cold_start"] and cold["x-eaglerec-ranker"] == "none"
+
+
+def test_metrics_label_requests_by_route_template_so_500_new_paths_add_no_series(served):
+    def series() -> set[str]:
+        status, text = call(served, "/metrics")
+        assert status == 200
+        return {line.rsplit(" ", 1)[0] for line in text.splitlines() if line and not line.startswith("#")}
+
+    for path in ("/movies/1", "/movies/10000000", "/no/such/path/0", "/metrics"):  # each route's first series
+        call(served, path)
+    before = series()
+    for n in range(250):
+        call(served, f"/movies/{n + 2}")  # some ids exist (200), some not (404): both series exist already
+        call(served, f"/no/such/path/{n + 1}")
+    after = series()
+    assert after == before
+    text = call(served, "/metrics")[1]
+    counted = {tuple(sorted(re.findall(r'(\w+)="([^"]*)"', line))) for line in text.splitlines()
+               if line.startswith("eaglerec_http_requests_total{")}
+    for route, status in (("/movies/{movie_id}", "200"), ("/movies/{movie_id}", "404"), ("unmatched", "404")):
+        assert (("method", "GET"), ("route", route), ("status", status)) in counted
+    assert "/movies/2" not in text and "/no/such" not in text
 
 
 @pytest.mark.parametrize("path, body, status, says", [

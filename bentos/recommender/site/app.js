@@ -14,6 +14,13 @@ const GENRE_COLOURS = {
 
 const page = document.getElementById("page");
 const notice = document.getElementById("notice");
+// Pages load asynchronously: a slow page must not overwrite one the user went to after it. Each render is a new
+// view; a page draws itself only if its view is still the current one.
+let currentView = 0;
+
+function show(view, html) {
+  if (view === currentView) page.innerHTML = html;
+}
 
 function currentUser() {
   const stored = Number(localStorage.getItem(USER_KEY));
@@ -103,23 +110,23 @@ async function recommendationsSection(user) {
     ${row(answer.items, heading)}</section>`;
 }
 
-async function showHome() {
+async function showHome(view) {
   const user = currentUser();
   const [recommendations, genres] = await Promise.all([recommendationsSection(user), api("/genres")]);
   const top = genres.genres.filter((g) => g.genre !== "(no genres listed)").slice(0, 8);
   const rows = await Promise.all(top.map((g) => api(`/genres/${encodeURIComponent(g.genre)}?sort=popularity&k=12`)));
-  page.innerHTML = `<h1>${user === null ? "Discover movies" : `Welcome back, user ${user}`}</h1>` + recommendations +
-    rows.map((r) => `<section><h2>Popular in ${escapeHtml(r.genre)}</h2>${row(r.items, "Popular in " + r.genre)}</section>`).join("");
+  show(view, `<h1>${user === null ? "Discover movies" : `Welcome back, user ${user}`}</h1>` + recommendations +
+    rows.map((r) => `<section><h2>Popular in ${escapeHtml(r.genre)}</h2>${row(r.items, "Popular in " + r.genre)}</section>`).join(""));
 }
 
-async function showMovie(movieId) {
+async function showMovie(view, movieId) {
   const [movie, similar] = await Promise.all([api(`/movies/${movieId}`), api("/similar", {movie_id: movieId, k: 12})]);
   const links = [
     movie.imdb_id ? `<a href="https://www.imdb.com/title/tt${encodeURIComponent(movie.imdb_id)}/" rel="noopener">IMDb</a>` : "",
     movie.tmdb_id ? `<a href="https://www.themoviedb.org/movie/${movie.tmdb_id}" rel="noopener">TMDB</a>` : "",
   ].filter(Boolean).join(" · ");
   const average = movie.average_rating == null ? "no ratings yet" : `${movie.average_rating.toFixed(2)} / 5`;
-  page.innerHTML = `<div class="details">${poster(movie)}<div>
+  show(view, `<div class="details">${poster(movie)}<div>
       <h1>${escapeHtml(movie.title)}</h1>
       <p>${(movie.genres || []).map((g) => `<span class="tag">${escapeHtml(g)}</span>`).join("")}</p>
       <dl class="facts">
@@ -133,46 +140,59 @@ async function showMovie(movieId) {
           aria-label="Rate ${escapeHtml(movie.title)} ${n} star${n > 1 ? "s" : ""}">★${n}</button>`).join("") + "</div>"}
     </div></div>
     <section><h2>Similar movies</h2><p class="sub">${similar.method === "genre" ? "by shared genres" : "proposed by the retriever"}</p>
-    ${row(similar.items, "Similar movies")}</section>`;
+    ${row(similar.items, "Similar movies")}</section>`);
 }
 
-async function showUser(userId) {
-  const [user, recommendations] = await Promise.all([api(`/users/${userId}`), recommendationsSection(userId)]);
+async function showUser(view, userId) {
+  // A user with no ratings is unknown to /users (404) but not to /recommend: its cold-start picks are the way in.
+  const [user, recommendations] = await Promise.all([
+    api(`/users/${userId}`).catch((error) => { if (error.status === 404) return null; throw error; }),
+    recommendationsSection(userId)]);
+  const become = currentUser() === userId ? "" :
+    `<button type="button" id="become" data-user="${userId}">Browse as user ${userId}</button>`;
+  if (user === null) {
+    show(view, `<h1>User ${userId}</h1>
+      <p class="sub">No ratings yet: rate a few movies and the recommendations follow.</p>${become}${recommendations}`);
+    return;
+  }
   const history = user.history.slice(0, 30).map((r) => `<li><a href="#/movie/${r.movie_id}">${escapeHtml(r.title)}</a>
     — ${"★".repeat(Math.round(r.rating))} ${r.rating}</li>`).join("");
   const average = user.average_rating == null ? "—" : user.average_rating.toFixed(2);
-  page.innerHTML = `<h1>User ${user.user_id}</h1>
+  show(view, `<h1>User ${user.user_id}</h1>
     <dl class="facts">
       <dt>Ratings</dt><dd>${user.rating_count}</dd>
       <dt>Average</dt><dd>${average} (highest ${user.highest_rating ?? "—"}, lowest ${user.lowest_rating ?? "—"})</dd>
       <dt>Favourite genres</dt><dd>${user.favourite_genres.map((g) => `<span class="tag">${escapeHtml(g)}</span>`).join("") || "—"}</dd>
       <dt>A/B variant</dt><dd><span class="badge">${escapeHtml(user.variant)}</span></dd>
     </dl>
-    ${currentUser() === user.user_id ? "" : `<button type="button" id="become" data-user="${user.user_id}">Browse as user ${user.user_id}</button>`}
+    ${become}
     ${recommendations}
-    <section><h2>Recently rated</h2><ul class="history">${history || "<li>No ratings yet</li>"}</ul></section>`;
+    <section><h2>Recently rated</h2><ul class="history">${history || "<li>No ratings yet</li>"}</ul></section>`);
 }
 
-async function showSearch(words) {
+async function showSearch(view, words) {
   const result = await api(`/search?q=${encodeURIComponent(words)}&k=48`);
-  page.innerHTML = `<h1>Search: “${escapeHtml(words)}”</h1>
+  show(view, `<h1>Search: “${escapeHtml(words)}”</h1>
     <p class="sub">${result.total} movie${result.total === 1 ? "" : "s"} found${result.total > 48 ? ", the 48 most liked shown" : ""}</p>
-    <div class="grid" role="list" aria-label="Search results">${result.items.map(card).join("")}</div>`;
+    <div class="grid" role="list" aria-label="Search results">${result.items.map(card).join("")}</div>`);
 }
 
 async function route() {
   const [, kind, raw] = location.hash.match(/^#\/(movie|user|search)\/(.+)$/) || [];
   const value = raw === undefined ? undefined : decodeURIComponent(raw);
   say("");
+  const view = ++currentView;
   try {
-    if (kind === "movie" && /^\d+$/.test(value)) await showMovie(Number(value));
-    else if (kind === "user" && /^\d+$/.test(value)) await showUser(Number(value));
-    else if (kind === "search" && value) await showSearch(value);
-    else await showHome();
-    page.focus({preventScroll: true});
-    window.scrollTo(0, 0);
+    if (kind === "movie" && /^\d+$/.test(value)) await showMovie(view, Number(value));
+    else if (kind === "user" && /^\d+$/.test(value)) await showUser(view, Number(value));
+    else if (kind === "search" && value) await showSearch(view, value);
+    else await showHome(view);
+    if (view === currentView) {
+      page.focus({preventScroll: true});
+      window.scrollTo(0, 0);
+    }
   } catch (error) {
-    page.innerHTML = `<h1>Not available</h1><p>${escapeHtml(error.message)}</p><p><a href="#/">Back home</a></p>`;
+    show(view, `<h1>Not available</h1><p>${escapeHtml(error.message)}</p><p><a href="#/">Back home</a></p>`);
   }
 }
 
@@ -184,8 +204,12 @@ async function rate(button) {
     await api("/events", {user_id: user, movie_id: movieId, rating: stars});
     button.closest(".stars").querySelectorAll("button").forEach((b) => b.classList.toggle("done", b === button));
     say(`Rated ${stars} star${stars > 1 ? "s" : ""}: updating your recommendations…`);
-    const section = document.getElementById("recommendations");
-    if (section) section.outerHTML = await recommendationsSection(user);
+    if (location.hash === `#/user/${user}`) {
+      await showUser(++currentView, user);  // the rating count and "Recently rated" include it too
+    } else {
+      const section = document.getElementById("recommendations");
+      if (section) section.outerHTML = await recommendationsSection(user);
+    }
     say(`Rated ${stars} star${stars > 1 ? "s" : ""}: recommendations updated.`);
   } catch (error) {
     say(`Could not rate: ${error.message}`, true);
