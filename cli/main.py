@@ -39,7 +39,9 @@ def run_take_events(args: argparse.Namespace) -> None:
 def run_validate(args: argparse.Namespace) -> None:
     from expectations.gate import validate_raw_dataset
 
-    report = validate_raw_dataset(Paths.from_env().raw_dataset(args.dataset))
+    paths = Paths.from_env()
+    report = validate_raw_dataset(paths.raw_dataset(args.dataset),
+                                  reports_dir=paths.reports / "raw_gate" / args.dataset)
     rows = ", ".join(f"{name} {count:,}" for name, count in report.row_counts.items())
     print(f"raw gate passed for {args.dataset}: {report.expectations_run} expectations; rows: {rows}")
 
@@ -309,7 +311,7 @@ def run_monitor(args: argparse.Namespace) -> None:
     for row in report.scores.itertuples():
         print(f"  scores of {row.ranker}: {row.scores:,} served, median {row.median:.4f} "
               f"[p05 {row.p05:.4f}, p95 {row.p95:.4f}], not finite {row.not_finite}")
-    for path in write_health_report(report, paths.home / "reports").values():
+    for path in write_health_report(report, paths.reports).values():
         print(f"wrote {path}")
     if report.problems:
         raise UnhealthyModelError("monitoring failed: " + "; ".join(report.problems)
@@ -359,7 +361,7 @@ def run_ab_report(args: argparse.Namespace) -> None:
         print(f"  {experiment}: {verdict['verdict']}"
               + (f" (challenger - champion hit rate {verdict['difference']})" if verdict["difference"] else ""))
     mlflow.set_tracking_uri(tracking_uri())
-    for path in write_ab_report(report, paths.home / "reports").values():
+    for path in write_ab_report(report, paths.reports).values():
         print(f"wrote {path}")
 
 
@@ -382,6 +384,21 @@ def run_promote(args: argparse.Namespace) -> None:
     if not args.kind:
         raise PromotionError("name the kind of model to promote (ranker or retriever), or use --pending")
     print(promote(args.kind, args.version).describe())
+
+
+def run_rollback(args: argparse.Namespace) -> None:
+    import mlflow
+
+    from eaglerec.contracts.catalogue import load_catalogue
+    from training.registry import roll_back
+    from training.tracking import tracking_uri
+
+    mlflow.set_tracking_uri(tracking_uri())
+    done = roll_back(mlflow.MlflowClient(), load_catalogue().kinds[args.kind].registered_model, args.reason, args.to)
+    print(done.record)
+    state = Paths.from_env().home / "recommender"
+    reload_recommender(f"http://127.0.0.1:{os.environ.get('EAGLEREC_SERVE_PORT', '3000')}", state / "server.pid",
+                       state / "admin_token")
 
 
 def run_export_sparrowrecsys(args: argparse.Namespace) -> None:
@@ -514,6 +531,13 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--version", help="registered version (default: the latest)")
     which.add_argument("--pending", action="store_true", help="every version not gated yet, oldest first")
     promote.set_defaults(run=run_promote)
+
+    rollback = commands.add_parser("rollback", help="give `champion` back to an earlier version (default: the one "
+                                                    "before), without the gate, and reload the recommender")
+    rollback.add_argument("kind", choices=KINDS)
+    rollback.add_argument("--to", help="the version to serve (default: the latest earlier champion)")
+    rollback.add_argument("--reason", default="rolled back by hand", help="recorded on both versions")
+    rollback.set_defaults(run=run_rollback)
 
     monitor = commands.add_parser("monitor", help="drift (PSI, KS) of recent events against the training data, "
                                                   "train/serve skew, served scores: reports/model_health.html; "

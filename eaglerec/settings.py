@@ -65,5 +65,10 @@ class Paths:
     def exports(self) -> Path:
         return self.home / "exports"
 
+    @property
+    def reports(self) -> Path:
+        """What people read: the comparison table, A/B outcomes, model health, the gates' bad-row files."""
+        return self.home / "reports"
+
     def raw_dataset(self, dataset: str) -> Path:
         return self.raw / dataset

@@ -117,7 +117,7 @@ def write_comparison(comparison: Comparison, paths: Paths | None = None) -> dict
     import mlflow
 
     paths = paths or Paths.from_env()
-    folder = paths.home / "reports"
+    folder = paths.reports
     folder.mkdir(parents=True, exist_ok=True)
     written = {}
     for suffix, text in (("md", comparison.to_markdown()), ("html", comparison.to_html())):

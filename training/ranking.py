@@ -18,7 +18,14 @@ from training.data import load_ranking_data
 from training.metrics import score_ranker
 from training.rankers import SPLITS, RankerInputs, TrainedRanker, predict_in_batches
 from training.registry import promote_if_better
-from training.tracking import TrainedRun, hash_data_version, log_keras_model, read_git_commit, read_live_data
+from training.tracking import (
+    TrainedRun,
+    describe_lineage,
+    log_keras_model,
+    name_run,
+    read_git_commit,
+    read_live_data,
+)
 
 
 def load_ranker_inputs(paths: Paths, user_fraction: float = 1.0) -> RankerInputs:
@@ -67,13 +74,14 @@ def train_ranker(entry: ModelEntry, params, paths: Paths, user_fraction: float =
 
     module = import_module(entry.module)
     inputs = load_ranker_inputs(paths, user_fraction)
-    data_version = hash_data_version(paths.marts)
+    lineage = describe_lineage(paths)
+    data_version = lineage["data_version"]
     mlflow.set_experiment(entry.kind.experiment)
-    with mlflow.start_run(run_name=entry.name) as run:
+    with mlflow.start_run(run_name=name_run(entry.name, lineage)) as run:
         # Runs compare only on the same test set: the same marts and the same sample of users.
-        mlflow.set_tags({MODEL_TAG: entry.name, "baseline": str(entry.baseline).lower(),
-                         "feature_service": RANKER_SERVICE, "data_version": data_version,
-                         "git_commit": read_git_commit(), TEST_SET_TAG: f"{data_version}:test:users={user_fraction}"})
+        mlflow.set_tags({**lineage, MODEL_TAG: entry.name, "baseline": str(entry.baseline).lower(),
+                         "feature_service": RANKER_SERVICE, "git_commit": read_git_commit(),
+                         TEST_SET_TAG: f"{data_version}:test:users={user_fraction}"})
         mlflow.log_params({"model": entry.name, "user_fraction": user_fraction,
                            "train_examples": len(inputs.data.train), **read_live_data(paths.marts), **asdict(params)})
         started = time.perf_counter()

@@ -1,11 +1,13 @@
-"""The champion gate: a new version takes the `champion` alias only if it beats the champion on the same test set."""
+"""The champion gate: a new version takes the `champion` alias only if it beats the champion on the same test set.
+And its undo: a rollback gives `champion` back to an earlier version, with the reason recorded."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
-from eaglerec.contracts.names import CHALLENGER, CHAMPION, TEST_SET_TAG
+from eaglerec.contracts.names import CHALLENGER, CHAMPION, MODEL_TAG, TEST_SET_TAG
 
 
 class PromotionError(Exception):
@@ -41,6 +43,18 @@ def read_test_score(client, version, metric: str) -> tuple[float, str | None]:
     return run.data.metrics[f"test_{metric}"], run.data.tags.get(TEST_SET_TAG)
 
 
+def describe_version(client, version, decision: PromotionDecision) -> str:
+    """The registry's description of a version: which model, trained on what, its test score, and the gate's
+    decision with the reason."""
+    run = client.get_run(version.run_id)
+    tags, params = run.data.tags, run.data.params
+    data = f"{tags.get('dataset', 'unknown data')} (data version {tags.get('data_version', 'unknown')}"
+    if "live_events" in params:
+        data += f", {params['live_events']} live events"
+    return (f"{tags.get(MODEL_TAG, version.name)} trained on {data}; test {decision.metric} "
+            f"{decision.candidate_score:.4f}. Gate: {decision.describe()}.")
+
+
 def promote_if_better(client, model_name: str, candidate_version: str, metric: str, higher_is_better: bool = True,
                       score_champion: Callable[[object], float] | None = None) -> PromotionDecision:
     """Move `champion` to the candidate only if it is strictly better; else mark it `challenger`. Log the decision.
@@ -71,6 +85,8 @@ def promote_if_better(client, model_name: str, candidate_version: str, metric: s
     better = champion_score is None or (candidate_score > champion_score if higher_is_better
                                         else candidate_score < champion_score)
     client.set_registered_model_alias(model_name, CHAMPION if better else CHALLENGER, candidate.version)
+    if better:
+        client.set_model_version_tag(model_name, candidate.version, WAS_CHAMPION_TAG, "true")
     decision = PromotionDecision(model_name, metric, candidate.version, candidate_score,
                                  None if champion is None else champion.version, champion_score, better)
     for key, value in {"promotion_decision": decision.describe(), "promotion_metric": metric,
@@ -79,6 +95,53 @@ def promote_if_better(client, model_name: str, candidate_version: str, metric: s
                        "promotion_champion_version": str(decision.champion_version)}.items():
         client.set_model_version_tag(model_name, candidate.version, key, value)
     client.set_tag(candidate.run_id, "promotion_decision", decision.describe())
+    client.update_model_version(model_name, candidate.version, description=describe_version(client, candidate,
+                                                                                            decision))
     if champion_score is not None:
         client.log_metric(candidate.run_id, f"champion_test_{metric}", champion_score)
     return decision
+
+
+# On every version that held `champion`: a rollback's default target is the latest earlier one.
+WAS_CHAMPION_TAG = "was_champion"
+
+
+@dataclass(frozen=True)
+class Rollback:
+    model_name: str
+    from_version: str
+    to_version: str
+    record: str
+
+
+def roll_back(client, model_name: str, reason: str, to_version: str | None = None) -> Rollback:
+    """Give `champion` back to `to_version` (default: the latest version before the champion that held it), without
+    the gate: the way back after a bad deploy. The reason and time go on both versions' tags."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        champion = client.get_model_version_by_alias(model_name, CHAMPION)
+    except MlflowException:
+        raise PromotionError(f"{model_name} has no champion: nothing to roll back") from None
+    if to_version is None:
+        earlier = [int(v.version) for v in client.search_model_versions(f"name = '{model_name}'")
+                   if v.tags.get(WAS_CHAMPION_TAG) == "true" and int(v.version) < int(champion.version)]
+        if not earlier:
+            raise PromotionError(f"{model_name}: no version before champion v{champion.version} was champion; name "
+                                 "the version to serve with --to N")
+        to_version = str(max(earlier))
+    if to_version == champion.version:
+        raise PromotionError(f"{model_name} v{to_version} is already the champion")
+    try:
+        target = client.get_model_version(model_name, to_version)
+    except MlflowException:
+        raise PromotionError(f"{model_name} has no version {to_version}") from None
+    record = (f"{datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC: champion rolled back from v{champion.version} to "
+              f"v{target.version}: {reason}")
+    if target.aliases and CHALLENGER in target.aliases:  # one version must not be both sides of the A/B test
+        client.delete_registered_model_alias(model_name, CHALLENGER)
+    client.set_registered_model_alias(model_name, CHAMPION, target.version)
+    client.set_model_version_tag(model_name, target.version, WAS_CHAMPION_TAG, "true")
+    client.set_model_version_tag(model_name, target.version, "rollback", record)
+    client.set_model_version_tag(model_name, champion.version, "rolled_back", record)
+    return Rollback(model_name, champion.version, target.version, record)

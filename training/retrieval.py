@@ -22,7 +22,7 @@ from eaglerec.settings import Paths
 from training.metrics import score_retriever
 from training.registry import promote_if_better
 from training.retrievers import RetrievalSplit, load_retrieval_split
-from training.tracking import TrainedRun, hash_data_version, read_git_commit, read_live_data
+from training.tracking import TrainedRun, describe_lineage, name_run, read_git_commit, read_live_data
 
 CUTOFFS = (10, 50, 100)
 # MLflow runs this file to load a registered retriever; it needs the eaglerec package (contracts) besides these.
@@ -77,11 +77,11 @@ def train_retriever(entry: ModelEntry, params, paths: Paths, verbose: int = 0, g
     module = import_module(entry.module)
     split = load_retrieval_split(paths)
     mlflow.set_experiment(entry.kind.experiment)
-    with mlflow.start_run(run_name=entry.name) as run:
-        data_version = hash_data_version(paths.marts)
+    lineage = describe_lineage(paths)
+    with mlflow.start_run(run_name=name_run(entry.name, lineage)) as run:
         evaluation_users = len(set(split.relevant["validation"]) | set(split.relevant["test"]))
-        mlflow.set_tags({MODEL_TAG: entry.name, "baseline": str(entry.baseline).lower(), "data_version": data_version,
-                         "git_commit": read_git_commit(), TEST_SET_TAG: f"{data_version}:test"})
+        mlflow.set_tags({**lineage, MODEL_TAG: entry.name, "baseline": str(entry.baseline).lower(),
+                         "git_commit": read_git_commit(), TEST_SET_TAG: f"{lineage['data_version']}:test"})
         mlflow.log_params({"model": entry.name, "evaluation_users": evaluation_users, **read_live_data(paths.marts),
                            **asdict(params)})
         started = time.perf_counter()

@@ -65,6 +65,28 @@ def hash_data_version(marts_dir: Path) -> str:
     return hashlib.sha256(record.read_bytes()).hexdigest()[:16]
 
 
+# Set by Airflow for the bash tasks that run training: the DAG, its run, the task and the try.
+AIRFLOW_CONTEXT = {"airflow_dag_id": "AIRFLOW_CTX_DAG_ID", "airflow_run_id": "AIRFLOW_CTX_DAG_RUN_ID",
+                   "airflow_task_id": "AIRFLOW_CTX_TASK_ID", "airflow_try_number": "AIRFLOW_CTX_TRY_NUMBER"}
+
+
+def describe_lineage(paths: Paths) -> dict[str, str]:
+    """A run's lineage, as MLflow tags: the dataset the marts were built from, its source (the ingest manifest),
+    the data version; and the Airflow DAG, run, task and try when an Airflow task trains."""
+    from eaglerec.ingest import MANIFEST_FILE
+
+    dataset = json.loads((paths.marts / "_build.json").read_text()).get("dataset", "unknown")
+    manifest = paths.raw_dataset(dataset) / MANIFEST_FILE
+    source = json.loads(manifest.read_text()).get("source", "unknown") if manifest.exists() else "unknown"
+    lineage = {"dataset": dataset, "source": str(source), "data_version": hash_data_version(paths.marts)}
+    return lineage | {tag: os.environ[name] for tag, name in AIRFLOW_CONTEXT.items() if os.environ.get(name)}
+
+
+def name_run(model: str, lineage: dict[str, str]) -> str:
+    """`<model> · <dataset>`: which model on which data, at a glance in the MLflow UI."""
+    return f"{model} · {lineage['dataset']}"
+
+
 def read_live_data(marts_dir: Path) -> dict[str, int]:
     """How many of the service's logged rating events the marts were built with, and the live ratings they made
     (the latest per user and movie); zeros when a features run took none."""
