@@ -199,8 +199,9 @@ class UserStateWriter:
 
     The Feast SDK path (get_online_features, then store.push of a one-row DataFrame per view) cost 47-69 ms per
     rating here, most of it rebuilding request contexts and converting DataFrames; this writes the same rows (a test
-    reads them back through the SDK) in 1.4 ms (`make bench-events`). Not thread-safe by design: a read-fold-write must not
-    interleave with another for the same user, so the service calls it from one writer thread.
+    reads them back through the SDK) in 1.4-1.7 ms (`make bench-events`). Not thread-safe by design: a
+    read-fold-write must not interleave with another for the same user, so the service calls it from one writer
+    thread.
 
     Idempotent: folding a rating the state already holds replaces it with itself, so replaying events is safe."""
 
