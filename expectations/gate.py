@@ -13,9 +13,18 @@ import pandas as pd
 
 from eaglerec.contracts.names import RAW_GATE_RECORD
 from eaglerec.files import compute_sha256
-from expectations.raw_suites import RAW_FILE_SPECS, RawFileSpec, build_text_suite, build_typed_suite
+from expectations.raw_suites import (
+    PATTERN_WORDS,
+    RAW_FILE_SPECS,
+    RawFileSpec,
+    build_text_suite,
+    build_typed_suite,
+)
 
-EXAMPLE_ROWS = 5
+# Rows shown per problem in the log; every bad row is in the report's CSV.
+EXAMPLE_ROWS = 3
+BAD_ROWS_FILE = "bad_rows.csv"
+BAD_ROW_COLUMNS = ("file", "line", "column", "rule", "check", "value", "row")
 # The header is line 1, so data row i (0-based) stands on line i + 2.
 FIRST_DATA_LINE = 2
 
@@ -23,17 +32,25 @@ FIRST_DATA_LINE = 2
 class GateError(Exception):
     """A gate stopped the pipeline: `problems` lists every failed check; the message says what did not happen."""
 
-    def __init__(self, gate: str, subject, problems: list[str], consequence: str):
+    def __init__(self, gate: str, subject, problems: list[str], consequence: str, advice: str = ""):
         self.problems = problems
         listing = "\n".join(f"  - {problem}" for problem in problems)
-        super().__init__(f"{gate} failed for {subject} ({len(problems)} problem(s)); {consequence}:\n{listing}")
+        super().__init__(f"{gate} failed for {subject} ({len(problems)} problem(s)); {consequence}:\n{listing}"
+                         + (f"\n{advice}" if advice else ""))
 
 
 class RawGateError(GateError):
-    """The raw data failed validation; each problem names file, expectation, column and example rows."""
+    """The raw data failed validation; each problem names file, column, the rule in words, how many rows broke it
+    and example lines; every bad row is in `bad_rows_file` when the gate was given a reports folder."""
 
-    def __init__(self, raw_dir: Path, problems: list[str]):
-        super().__init__("raw gate", raw_dir, problems, "nothing downstream was written")
+    def __init__(self, raw_dir: Path, problems: list[str], bad_rows_file: Path | None = None, bad_rows: int = 0):
+        self.bad_rows_file = bad_rows_file
+        advice = []
+        if bad_rows_file is not None:
+            advice.append(f"Every bad row ({bad_rows:,}) with the rule it breaks: {bad_rows_file}")
+        advice.append(f"What to do: correct the release (line numbers are those of the files in {raw_dir}), "
+                      "then ingest it and run the features again.")
+        super().__init__("raw gate", raw_dir, problems, "nothing downstream was written", "\n".join(advice))
 
 
 @dataclass(frozen=True)
@@ -74,16 +91,57 @@ def describe_read_error(path: Path, exc: Exception) -> str:
     return f"{path.name}: cannot be parsed as CSV: {exc}"
 
 
-def describe_rows(frame: pd.DataFrame, indexes: list[int]) -> str:
-    rows = []
-    for index in indexes[:EXAMPLE_ROWS]:
-        values = ", ".join(f"{column}={frame.at[index, column]!r}" for column in frame.columns)
-        rows.append(f"line {index + FIRST_DATA_LINE}: {values}")
-    return "; ".join(rows)
+def format_value(value) -> str:
+    """A value as a person reads it: numbers plainly (no numpy wrapper), text quoted as written."""
+    if isinstance(value, str):
+        return repr(value)
+    if isinstance(value, np.integer | int):
+        return str(int(value))
+    if isinstance(value, np.floating | float):
+        return "NaN" if np.isnan(value) else repr(float(value))
+    return str(value)
 
 
-def describe_failure(file_name: str, text_frame: pd.DataFrame, result) -> str:
-    """Return one line naming file, expectation, column and example rows of a failed expectation."""
+def describe_row(frame: pd.DataFrame, index: int) -> str:
+    return ", ".join(f"{column}={format_value(frame.at[index, column])}" for column in frame.columns)
+
+
+def describe_rule(config) -> str:
+    """What a check asks of the values, in words."""
+    kwargs = config.kwargs
+    kind = config.type
+    if kind == "expect_column_values_to_be_between":
+        # Great Expectations hands the bounds back as floats.
+        low, high = (int(bound) if float(bound).is_integer() else bound for bound in (kwargs["min_value"],
+                                                                                      kwargs["max_value"]))
+        if kwargs["column"] == "timestamp":  # epoch seconds
+            return (f"must be between {low} ({pd.Timestamp(low, unit='s'):%Y-%m-%d}) and {high} "
+                    f"({pd.Timestamp(high, unit='s'):%Y-%m-%d})")
+        return f"must be between {low:,} and {high:,}"
+    if kind == "expect_column_values_to_be_in_set":
+        values = kwargs["value_set"]
+        if kwargs["column"] == "movieId" and len(values) > 20:
+            return f"must be a movieId of movies.csv (one of its {len(values):,} movies)"
+        return "must be one of " + ", ".join(format_value(value) for value in values)
+    if kind == "expect_column_values_to_not_be_null":
+        return "must not be empty or NaN"
+    if kind == "expect_column_values_to_match_regex":
+        regex = kwargs["regex"]
+        optional = regex.startswith("^$|(?:")
+        inner = regex[len("^$|(?:"):-1] if optional else regex
+        return f"must be {'empty or ' if optional else ''}{PATTERN_WORDS.get(inner, f'text matching {inner}')}"
+    if kind == "expect_compound_columns_to_be_unique":
+        return f"must be unique together: one row per ({', '.join(kwargs['column_list'])})"
+    if kind == "expect_column_values_to_be_unique":
+        return "must be unique"
+    if kind == "expect_table_row_count_to_be_between":
+        return f"must hold at least {kwargs['min_value']} row"
+    return kind
+
+
+def describe_failure(file_name: str, frame: pd.DataFrame, result) -> tuple[str, list[dict]]:
+    """One problem of a failed check, its first line short enough for a log viewer (file, column, the rule in words,
+    how many rows and which share, the check's name), then up to EXAMPLE_ROWS example lines; and every bad row."""
     config = result.expectation_config
     kwargs = config.kwargs
     where = f"column {kwargs['column']!r}" if "column" in kwargs else (
@@ -96,13 +154,35 @@ def describe_failure(file_name: str, text_frame: pd.DataFrame, result) -> str:
         detail = f"header {observed}, expected {expected}"
         detail += f"; missing column(s) {missing}" if missing else ""
         detail += f"; unexpected column(s) {extra}" if extra else ""
-    elif "unexpected_count" in outcome:
-        examples = describe_rows(text_frame, outcome.get("partial_unexpected_index_list") or [])
-        detail = f"{outcome['unexpected_count']} of {outcome['element_count']} rows unexpected; e.g. {examples}"
-    else:
-        expected = {key: value for key, value in kwargs.items() if key not in ("batch_id",)}
-        detail = f"observed {outcome.get('observed_value')!r}, expected {expected}"
-    return f"{file_name}: {config.type} on {where}: {detail}"
+        return f"{file_name}: {detail} [{config.type}]", []
+    if "unexpected_count" not in outcome:
+        return (f"{file_name}: {where} {describe_rule(config)}; observed {outcome.get('observed_value')!r} "
+                f"[{config.type}]"), []
+    indexes = outcome.get("unexpected_index_list") or outcome.get("partial_unexpected_index_list") or []
+    count, total = outcome["unexpected_count"], outcome["element_count"]
+    rule = describe_rule(config)
+    columns = [kwargs["column"]] if "column" in kwargs else list(kwargs.get("column_list", []))
+    examples = "".join(f"\n      line {index + FIRST_DATA_LINE}: {describe_row(frame, index)}"
+                       for index in indexes[:EXAMPLE_ROWS])
+    more = f"\n      … {count - EXAMPLE_ROWS:,} more in the bad-row file" if count > EXAMPLE_ROWS else ""
+    bad_rows = [{"file": file_name, "line": index + FIRST_DATA_LINE, "column": "+".join(columns), "rule": rule,
+                 "check": config.type,
+                 "value": ", ".join(format_value(frame.at[index, column]) for column in columns),
+                 "row": describe_row(frame, index)} for index in indexes]
+    share = f"{100 * count / total:.3g} %" if total else "all"
+    return f"{file_name}: {where} {rule}: {count:,} of {total:,} rows ({share}) [{config.type}]{examples}{more}", \
+        bad_rows
+
+
+def write_bad_rows(bad_rows: list[dict], reports_dir: Path) -> Path:
+    """Every bad row, sorted by file and line, one line per (row, rule) it breaks."""
+    reports_dir.mkdir(parents=True, exist_ok=True)
+    path = reports_dir / BAD_ROWS_FILE
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=BAD_ROW_COLUMNS)
+        writer.writeheader()
+        writer.writerows(sorted(bad_rows, key=lambda row: (row["file"], row["line"], row["rule"])))
+    return path
 
 
 class SuiteRunner:
@@ -123,7 +203,7 @@ class SuiteRunner:
             asset = self.source.add_dataframe_asset(name=name)
             self.batches[name] = asset.add_batch_definition_whole_dataframe("whole")
         batch = self.batches[name].get_batch(batch_parameters={"dataframe": frame})
-        result_format = {"result_format": "SUMMARY", "partial_unexpected_count": EXAMPLE_ROWS}
+        result_format = {"result_format": "COMPLETE", "partial_unexpected_count": EXAMPLE_ROWS}
         outcome = batch.validate(suite, result_format=result_format)
         return [result for result in outcome.results if not result.success]
 
@@ -160,15 +240,23 @@ def parse_typed(spec: RawFileSpec, frame: pd.DataFrame) -> pd.DataFrame:
     return typed
 
 
-def validate_raw_dataset(raw_dir: Path, now: int | None = None) -> GateReport:
-    """Validate every raw file of a dataset; on success record the gate result, else raise RawGateError."""
+def validate_raw_dataset(raw_dir: Path, now: int | None = None, reports_dir: Path | None = None) -> GateReport:
+    """Validate every raw file of a dataset; on success record the gate result, else raise RawGateError (and write
+    every bad row to reports_dir/bad_rows.csv when given one)."""
     raw_dir = Path(raw_dir)
     gate_file = raw_dir / RAW_GATE_RECORD
-    # A stale pass must never outlive a new failure.
+    # A stale pass must never outlive a new failure, nor a stale bad-row file a new pass.
     gate_file.unlink(missing_ok=True)
+    if reports_dir is not None:
+        (Path(reports_dir) / BAD_ROWS_FILE).unlink(missing_ok=True)
     now = int(time.time()) if now is None else now
     gate = SuiteRunner()
-    problems, typed, expectations_run = [], {}, 0
+    problems, bad_rows, typed, expectations_run = [], [], {}, 0
+
+    def stop() -> RawGateError:
+        written = write_bad_rows(bad_rows, reports_dir) if reports_dir is not None and bad_rows else None
+        return RawGateError(raw_dir, problems, written, len({(row["file"], row["line"]) for row in bad_rows}))
+
     for name, spec in RAW_FILE_SPECS.items():
         path = raw_dir / spec.file_name
         if not path.is_file():
@@ -188,21 +276,26 @@ def validate_raw_dataset(raw_dir: Path, now: int | None = None) -> GateReport:
         suite = build_text_suite(spec)
         expectations_run += len(suite.expectations)
         failures = gate.validate(name, frame, suite)
-        problems += [describe_failure(spec.file_name, frame, failure) for failure in failures]
+        for failure in failures:
+            problem, rows = describe_failure(spec.file_name, frame, failure)
+            problems.append(problem)
+            bad_rows += rows
         if not failures:
             typed[name] = parse_typed(spec, frame)
     if problems:
-        raise RawGateError(raw_dir, problems)
+        raise stop()
 
     movie_ids = typed["movies"]["movieId"].unique().tolist()
     for name, frame in typed.items():
         suite = build_typed_suite(name, movie_ids, now)
         expectations_run += len(suite.expectations)
         failures = gate.validate(f"{name}_typed", frame, suite)
-        file_name = RAW_FILE_SPECS[name].file_name
-        problems += [describe_failure(file_name, frame, failure) for failure in failures]
+        for failure in failures:
+            problem, rows = describe_failure(RAW_FILE_SPECS[name].file_name, frame, failure)
+            problems.append(problem)
+            bad_rows += rows
     if problems:
-        raise RawGateError(raw_dir, problems)
+        raise stop()
 
     report = GateReport(
         raw_dir=raw_dir,

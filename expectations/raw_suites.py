@@ -26,6 +26,14 @@ UNSIGNED_INT = r"^[0-9]{1,11}$"
 DECIMAL = r"^[0-9]{1,3}(?:\.[0-9]{1,6})?$"
 NOT_BLANK = r"\S"
 GENRE_LIST = r"^[^|]+(?:\|[^|]+)*$"
+# What each pattern asks, in words, for the gate's report.
+PATTERN_WORDS = {
+    POSITIVE_INT: "a whole number from 1 to 999,999,999",
+    UNSIGNED_INT: "a whole number of at most 11 digits",
+    DECIMAL: "a decimal number such as 3.5",
+    NOT_BLANK: "not blank",
+    GENRE_LIST: "genres separated by |",
+}
 
 
 @dataclass(frozen=True)

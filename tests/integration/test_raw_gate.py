@@ -1,5 +1,6 @@
 """The raw gate on real files: the bundled data passes; each kind of bad input stops with a precise message."""
 
+import csv
 import json
 import time
 
@@ -161,3 +162,37 @@ def test_files_changed_after_the_gate_must_pass_it_again(tmp_path):
     (raw_dir / "ratings.csv").write_text(TINY_RATINGS + "3,4,9,1537799260\n")
     with pytest.raises(UngatedReleaseError, match="ratings.csv: changed since it was validated"):
         require_passed_gate(raw_dir)
+
+
+def test_the_report_says_each_rule_in_words_with_counts_and_writes_every_bad_row(tmp_path):
+    """The issue's case: timestamps of 0 and a duplicate (user, movie) pair. Each problem's first line names file,
+    column, the rule with its bounds, the count and share; values print plainly; every bad row is in the CSV; the
+    last line says what to do."""
+    bad = TINY_RATINGS + "4,1,4.0,0\n4,2,3.0,0\n4,3,2.5,0\n1,2,5.0,964990000\n"
+    raw_dir = write_tiny_release(tmp_path / "tiny", ratings=bad)
+    reports = tmp_path / "reports"
+    with pytest.raises(RawGateError) as failure:
+        validate_raw_dataset(raw_dir, reports_dir=reports)
+    message = str(failure.value)
+    timestamp = next(p for p in failure.value.problems if "'timestamp'" in p)
+    first_line = timestamp.splitlines()[0]
+    assert first_line.startswith("ratings.csv: column 'timestamp' must be between 788918400 (1995-01-01) and ")
+    assert "3 of 10 rows (30 %)" in first_line and len(first_line) <= 170
+    assert "line 8: userId=4, movieId=1, rating=4.0, timestamp=0" in timestamp
+    duplicate = next(p for p in failure.value.problems if "unique" in p)
+    assert "must be unique together: one row per (userId, movieId): 2 of 10 rows (20 %)" in duplicate
+    assert "np." not in message and "int64" not in message
+    assert message.splitlines()[-1].startswith("What to do: correct the release")
+    assert f"Every bad row (5) with the rule it breaks: {reports / 'bad_rows.csv'}" in message
+
+    with (reports / "bad_rows.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(row["line"], row["column"]) for row in rows] == [
+        ("3", "userId+movieId"), ("8", "timestamp"), ("9", "timestamp"), ("10", "timestamp"), ("11", "userId+movieId")]
+    assert rows[1]["value"] == "0" and rows[1]["rule"].startswith("must be between 788918400")
+    assert rows[0]["row"] == "userId=1, movieId=2, rating=3.5, timestamp=964982703"
+
+    # Corrected, the release passes and the stale bad-row file is gone.
+    write_tiny_release(raw_dir)
+    validate_raw_dataset(raw_dir, reports_dir=reports)
+    assert not (reports / "bad_rows.csv").exists()
