@@ -124,7 +124,10 @@ def describe_rule(config) -> str:
             return f"must be a movieId of movies.csv (one of its {len(values):,} movies)"
         return "must be one of " + ", ".join(format_value(value) for value in values)
     if kind == "expect_column_values_to_not_be_null":
-        return "must not be empty or NaN"
+        condition = kwargs.get("row_condition")
+        if isinstance(condition, dict) and {"column", "operator", "parameter"} <= set(condition):
+            condition = f"{condition['column'].get('name')} {condition['operator']} {condition['parameter']}"
+        return "must not be empty or NaN" + (f" where {condition}" if condition else "")
     if kind == "expect_column_values_to_match_regex":
         regex = kwargs["regex"]
         optional = regex.startswith("^$|(?:")
@@ -136,6 +139,10 @@ def describe_rule(config) -> str:
         return "must be unique"
     if kind == "expect_table_row_count_to_be_between":
         return f"must hold at least {kwargs['min_value']} row"
+    if kind == "expect_table_row_count_to_equal":
+        return f"must hold exactly {kwargs['value']:,} rows"
+    if kind == "expect_column_mean_to_be_between":
+        return f"must have a mean between {kwargs['min_value']} and {kwargs['max_value']}"
     return kind
 
 
@@ -156,7 +163,7 @@ def describe_failure(file_name: str, frame: pd.DataFrame, result) -> tuple[str, 
         detail += f"; unexpected column(s) {extra}" if extra else ""
         return f"{file_name}: {detail} [{config.type}]", []
     if "unexpected_count" not in outcome:
-        return (f"{file_name}: {where} {describe_rule(config)}; observed {outcome.get('observed_value')!r} "
+        return (f"{file_name}: {where} {describe_rule(config)}; observed {format_value(outcome.get('observed_value'))} "
                 f"[{config.type}]"), []
     indexes = outcome.get("unexpected_index_list") or outcome.get("partial_unexpected_index_list") or []
     count, total = outcome["unexpected_count"], outcome["element_count"]

@@ -48,5 +48,5 @@ def validate_training_frame(frame: pd.DataFrame, expected_rows: int, name: str =
     failures = SuiteRunner().validate("training_set", frame.reset_index(drop=True),
                                       build_training_suite(expected_rows, label_rate))
     if failures:
-        raise TrainingSetGateError(name, [describe_failure(name, frame.reset_index(drop=True), failure)
+        raise TrainingSetGateError(name, [describe_failure(name, frame.reset_index(drop=True), failure)[0]
                                           for failure in failures])
