@@ -431,8 +431,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     ingest = commands.add_parser("ingest", help="copy a MovieLens release into $EAGLEREC_HOME/raw/<dataset>/")
     ingest.add_argument("source", nargs="?", default=str(BUNDLED_DATASET_DIR),
-                        help="a folder in the ml-latest layout, a .zip file, or an http(s) URL of a .zip "
-                             "(default: the bundled ml-latest-small)")
+                        help="a MovieLens release (any GroupLens format: ml-latest/25m/20m csv, ml-10m/1m .dat, "
+                             "ml-100k): a folder, a .zip file, or an http(s) URL of a .zip (default: the bundled "
+                             "ml-latest-small)")
     ingest.add_argument("--dataset", help="name under raw/ (default: the folder or zip name)")
     ingest.add_argument("--sha256", help="expected SHA-256 of a downloaded zip")
     ingest.set_defaults(run=run_ingest)

@@ -105,7 +105,9 @@ def run_eaglerec(task_id: str, *commands: str, **task_options):
      tags=[*TAGS, "dbt", "feast", "great_expectations"],
      user_defined_filters={"shell_quote": shlex.quote}, default_args=DEFAULT_ARGS,
      params={
-         "source": Param(BUNDLED, type="string", description="release folder, .zip or https URL of a .zip"),
+         "source": Param(BUNDLED, type="string",
+                         description="a MovieLens release in any GroupLens format (ml-latest, ml-25m, ml-20m, ml-10m, "
+                                     "ml-1m, ml-100k): folder, .zip or https URL of a .zip"),
          "dataset": Param("ml-latest-small", type="string", pattern=r"^[A-Za-z0-9._-]+$",
                           description="its name under $EAGLEREC_HOME/raw/"),
          "split_method": Param("per_user_time", enum=["per_user_time", "global_time", "random"]),

@@ -43,7 +43,7 @@ def hold_out_period(source: Path, dest: Path, fraction: float = 0.05, users: int
     release_dir = Path(dest) / "release"
     release_dir.mkdir(parents=True, exist_ok=True)
     for name in RAW_FILES:
-        if name != "ratings.csv":
+        if name != "ratings.csv" and (source / name).is_file():
             shutil.copyfile(source / name, release_dir / name)
     before.to_csv(release_dir / "ratings.csv", index=False)
     held_out = Path(dest) / HELD_OUT_FILE

@@ -1,4 +1,7 @@
-"""Ingest: copy a MovieLens release into var/raw/<dataset>/ unchanged, with checksums; idempotent."""
+"""Ingest: copy a MovieLens release into var/raw/<dataset>/ with checksums; idempotent.
+
+A csv release (ml-latest, ml-25m, ml-20m) is copied unchanged; ml-10m, ml-1m and ml-100k are converted to the same
+layout (eaglerec/releases.py), so the raw gate and dbt read every release alike."""
 
 from __future__ import annotations
 
@@ -16,10 +19,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from eaglerec.files import CHUNK_BYTES, compute_sha256, replace_dir
+from eaglerec.releases import (
+    LAYOUT_FILES,
+    LICENCE_FILES,
+    MARKERS,
+    RELEASE_FILES,
+    REQUIRED_FILES,
+    ReleaseFormatError,
+    check_required_files,
+    detect_format,
+    source_files,
+    write_layout,
+    write_missing_optional_files,
+)
 from eaglerec.settings import Paths
 
-RAW_FILES = ("ratings.csv", "movies.csv", "links.csv", "tags.csv")
-LICENCE_FILE = "README.txt"
+RAW_FILES = LAYOUT_FILES
 MANIFEST_FILE = "_manifest.json"
 DATASET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -96,32 +111,56 @@ def fetch_zip(url: str, paths: Paths, expected_sha256: str | None) -> Path:
 
 
 def extract_release(archive: Path, into: Path) -> Path:
-    """Extract the MovieLens files of a release zip into a folder and return it."""
+    """Extract the MovieLens files of a release zip (any format) into a folder and return it."""
     if not zipfile.is_zipfile(archive):
         raise IngestError(f"{archive}: not a zip file")
     with zipfile.ZipFile(archive) as release:
         members = {Path(info.filename): info for info in release.infolist() if not info.is_dir()}
-        folders = [path.parent for path in members if path.name == "ratings.csv"]
+        folders = sorted({path.parent for path in members if path.name in MARKERS})
         if len(folders) != 1:
-            raise IngestError(f"{archive}: expected one folder with ratings.csv, found {len(folders)}")
+            raise IngestError(f"{archive}: expected one folder with a ratings file ({', '.join(MARKERS)}), "
+                              f"found {len(folders)}")
         into.mkdir(parents=True, exist_ok=True)
-        for name in (*RAW_FILES, LICENCE_FILE):
-            member = members.get(folders[0] / name)
-            if member is not None:
+        for member_path, member in members.items():
+            if member_path.parent == folders[0] and member_path.name in RELEASE_FILES:
                 # Written under our own file name: member paths from the archive never reach the disk.
-                with release.open(member) as src, (into / name).open("wb") as dst:
+                with release.open(member) as src, (into / member_path.name).open("wb") as dst:
                     shutil.copyfileobj(src, dst, CHUNK_BYTES)
     return into
 
 
 def check_release_dir(folder: Path) -> None:
-    """Raise IngestError unless folder holds every MovieLens file EagleRec reads."""
+    """Raise IngestError unless folder holds a MovieLens release in the csv layout (ratings.csv and movies.csv;
+    links.csv and tags.csv optional)."""
     if not folder.is_dir():
         raise IngestError(f"{folder}: no such directory")
-    missing = [name for name in RAW_FILES if not (folder / name).is_file()]
+    missing = [name for name in REQUIRED_FILES if not (folder / name).is_file()]
     if missing:
         raise IngestError(f"{folder}: missing {', '.join(missing)} "
-                          f"(expected the ml-latest layout: {', '.join(RAW_FILES)})")
+                          f"(expected the ml-latest layout: {', '.join(RAW_FILES)}; the last two optional)")
+
+
+def stage_release(folder: Path, staged: Path) -> dict:
+    """Write the release's csv layout into staged (copied, or converted from its own format); return what the
+    manifest records of it: format, and which release file each layout file came from."""
+    try:
+        release_format = detect_format(folder)
+        check_required_files(folder, release_format)
+        if release_format.sources is None:
+            for name in RAW_FILES:
+                # A zero-byte links.csv or tags.csv counts as absent (it gets a header below).
+                if (folder / name).is_file() and (name in REQUIRED_FILES or (folder / name).stat().st_size):
+                    shutil.copyfile(folder / name, staged / name)
+            converted = {}
+        else:
+            converted = write_layout(folder, release_format, staged)
+        for name in LICENCE_FILES:
+            if (folder / name).is_file():
+                shutil.copyfile(folder / name, staged / name)
+        absent = write_missing_optional_files(staged)
+    except ReleaseFormatError as exc:
+        raise IngestError(str(exc)) from exc
+    return {"format": release_format.name, "converted_from": converted, "empty_files": absent}
 
 
 def ingest(source: str, dataset: str | None = None, paths: Paths | None = None,
@@ -140,18 +179,24 @@ def ingest(source: str, dataset: str | None = None, paths: Paths | None = None,
             folder = extract_release(archive, Path(scratch) / "extracted")
         else:
             folder = Path(source)
-        check_release_dir(folder)
-        files = [name for name in (*RAW_FILES, LICENCE_FILE) if (folder / name).is_file()]
-        checksums = {name: compute_sha256(folder / name) for name in files}
+        if not folder.is_dir():
+            raise IngestError(f"{folder}: no such directory")
+        try:
+            files = source_files(folder, detect_format(folder))
+        except ReleaseFormatError as exc:
+            raise IngestError(str(exc)) from exc
+        # The checksums of the release's own files: an unchanged release is not converted again.
+        checksums = {name: compute_sha256(folder / name) for name in [*files, *LICENCE_FILES]
+                     if (folder / name).is_file()}
         raw_dir = paths.raw_dataset(dataset)
         previous = read_manifest(raw_dir)
         if previous and previous.get("files") == checksums:
             return IngestResult(dataset, raw_dir, changed=False, checksums=checksums)
         staged = Path(scratch) / "dataset"
         staged.mkdir()
-        for name in files:
-            shutil.copyfile(folder / name, staged / name)
-        manifest = {"dataset": dataset, "source": source, "ingested_at": int(time.time()), "files": checksums}
+        layout = stage_release(folder, staged)
+        manifest = {"dataset": dataset, "source": source, "ingested_at": int(time.time()), "files": checksums,
+                    **layout}
         (staged / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
         replace_dir(staged, raw_dir)
     return IngestResult(dataset, raw_dir, changed=True, checksums=checksums)

@@ -48,6 +48,8 @@ class RawFileSpec:
     dtypes: dict[str, str] | None = None
     # A file the release may lack, and that may hold no rows (the service's logged ratings, taken by a features run).
     optional_file: bool = False
+    # A file that may hold only its header: no feature reads it (links, tags; ml-100k and ml-1m have neither).
+    may_be_empty: bool = False
 
 
 RAW_FILE_SPECS = {
@@ -75,14 +77,16 @@ RAW_FILE_SPECS = {
         "links.csv",
         ("movieId", "imdbId", "tmdbId"),
         {"movieId": POSITIVE_INT, "imdbId": UNSIGNED_INT, "tmdbId": UNSIGNED_INT},
-        optional_columns=("tmdbId",),
+        optional_columns=("imdbId", "tmdbId"),
         dtypes={"movieId": "int64"},
+        may_be_empty=True,
     ),
     "tags": RawFileSpec(
         "tags.csv",
         ("userId", "movieId", "tag", "timestamp"),
         {"userId": POSITIVE_INT, "movieId": POSITIVE_INT, "tag": NOT_BLANK, "timestamp": UNSIGNED_INT},
         dtypes={"userId": "int64", "movieId": "int64", "timestamp": "int64"},
+        may_be_empty=True,
     ),
 }
 
@@ -90,12 +94,13 @@ RAW_FILE_SPECS = {
 def add_structure(suite: gx.ExpectationSuite, spec: RawFileSpec, columns: list[str]) -> None:
     """Add the checks every pass shares: the header, at least one row, and the text pattern of `columns`."""
     suite.add_expectation(gx.expectations.ExpectTableColumnsToMatchOrderedList(column_list=list(spec.columns)))
-    if not spec.optional_file:
+    if not (spec.optional_file or spec.may_be_empty):
         suite.add_expectation(gx.expectations.ExpectTableRowCountToBeBetween(min_value=1))
     for column in columns:
         pattern = spec.patterns[column]
         if column in spec.optional_columns:
-            # Empty means "unknown" here (tmdbId is missing for a few movies); anything else must match.
+            # Empty means "unknown" here (tmdbId is missing for a few movies, imdbId where a release has no link
+            # to IMDb); anything else must match.
             pattern = f"^$|(?:{pattern})"
         suite.add_expectation(gx.expectations.ExpectColumnValuesToMatchRegex(column=column, regex=pattern))
 

@@ -47,8 +47,8 @@ def test_ingest_again_is_a_no_op_and_a_changed_source_replaces_the_copy(tiny_rel
 
 
 def test_ingest_names_the_missing_file(tiny_release, paths):
-    (tiny_release / "links.csv").unlink()
-    with pytest.raises(IngestError, match=r"tiny: missing links\.csv"):
+    (tiny_release / "movies.csv").unlink()
+    with pytest.raises(IngestError, match=r"tiny: missing movies\.csv \(a csv release such as ml-latest"):
         ingest(str(tiny_release), paths=paths)
     assert not (paths.raw / "tiny").exists()
 
