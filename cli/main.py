@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from eaglerec.contracts.catalogue import KINDS, load_catalogue
+from eaglerec.contracts.names import INVALID_ROWS_POLICIES, MAX_INVALID_SHARE
 from eaglerec.features import SPLIT_METHODS
 from eaglerec.ingest import IngestError
 from eaglerec.settings import BUNDLED_DATASET_DIR, DEFAULT_DATASET, Paths, apply_offline_env
@@ -41,9 +42,15 @@ def run_validate(args: argparse.Namespace) -> None:
 
     paths = Paths.from_env()
     report = validate_raw_dataset(paths.raw_dataset(args.dataset),
-                                  reports_dir=paths.reports / "raw_gate" / args.dataset)
+                                  reports_dir=paths.reports / "raw_gate" / args.dataset,
+                                  invalid_rows=args.invalid_rows, max_invalid_share=args.max_invalid_share)
     rows = ", ".join(f"{name} {count:,}" for name, count in report.row_counts.items())
     print(f"raw gate passed for {args.dataset}: {report.expectations_run} expectations; rows: {rows}")
+    if report.dropped_rows:
+        left_out = ", ".join(f"{name} {count:,}" for name, count in report.dropped_rows.items())
+        print(f"invalid_rows=drop left rows out ({left_out}), for these problems:")
+        print("\n".join(f"  - {problem}" for problem in report.dropped_problems))
+        print(f"every row left out, with its reason: {report.quarantine_file}")
 
 
 def run_build_features(args: argparse.Namespace) -> None:
@@ -266,6 +273,7 @@ def run_airflow(args: argparse.Namespace) -> None:
     if args.epochs:
         conf["epochs"] = args.epochs
     conf["rebuild"] = args.rebuild
+    conf["invalid_rows"] = args.invalid_rows
     run_pipeline(paths, conf, port)
 
 
@@ -446,6 +454,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     validate = commands.add_parser("validate", help="run the raw gate (Great Expectations) on an ingested dataset")
     validate.add_argument("--dataset", default=DEFAULT_DATASET)
+    validate.add_argument("--invalid-rows", choices=INVALID_ROWS_POLICIES, default="stop",
+                          help="stop (default): any bad row stops the gate; drop: leave rows that break a row rule "
+                               "out (to reports/raw_gate/<dataset>/quarantined_rows.csv) unless they are more than "
+                               "--max-invalid-share of a file")
+    validate.add_argument("--max-invalid-share", type=float, default=MAX_INVALID_SHARE,
+                          help="the share of a file's rows drop may leave out (default %(default)s)")
     validate.set_defaults(run=run_validate)
 
     build = commands.add_parser("build-features", help="dbt build: staging, intermediate, parquet marts, tests")
@@ -516,6 +530,8 @@ def build_parser() -> argparse.ArgumentParser:
     airflow.add_argument("--epochs", type=int, help="epochs of every model (default: each model's own)")
     airflow.add_argument("--rebuild", action="store_true", help="build and retrain even if neither the release "
                                                                 "nor the logged events changed")
+    airflow.add_argument("--invalid-rows", choices=INVALID_ROWS_POLICIES, default="stop",
+                         help="the raw gate's policy for bad rows (see `eaglerec validate --help`)")
     airflow.set_defaults(run=run_airflow)
 
     training_gate = commands.add_parser("validate-training-set",

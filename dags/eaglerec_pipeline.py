@@ -111,6 +111,10 @@ def run_eaglerec(task_id: str, *commands: str, **task_options):
          "dataset": Param("ml-latest-small", type="string", pattern=r"^[A-Za-z0-9._-]+$",
                           description="its name under $EAGLEREC_HOME/raw/"),
          "split_method": Param("per_user_time", enum=["per_user_time", "global_time", "random"]),
+         "invalid_rows": Param("stop", enum=["stop", "drop"],
+                               description="rows that break a rule: stop the run, or drop them into "
+                                           "reports/raw_gate/<dataset>/quarantined_rows.csv and go on (stops anyway "
+                                           "past 1 % of a file)"),
          "rebuild": Param(False, type="boolean", description="build and retrain even if neither the release nor the "
                                                              "logged events changed since the marts were built"),
          **model_params(),
@@ -120,7 +124,7 @@ def eaglerec_features():
     split = "--split-method {{ params.split_method }}"
     ingest = run_eaglerec("ingest", "ingest {{ params.source | shell_quote }} " + dataset)
     take_events = run_eaglerec("take_events", "take-events " + dataset)
-    raw_gate = run_eaglerec("raw_gate", "validate " + dataset)
+    raw_gate = run_eaglerec("raw_gate", "validate --invalid-rows {{ params.invalid_rows }} " + dataset)
 
     @task.short_circuit
     def changed() -> bool:

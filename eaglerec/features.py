@@ -71,7 +71,8 @@ def describe_build(gate: dict, dataset: str, dbt_vars: dict) -> dict:
     for path in sorted(DBT_PROJECT_DIR.rglob("*")):
         if path.is_file() and path.suffix in (".sql", ".yml", ".csv") and "target" not in path.parts:
             code.update(path.relative_to(DBT_PROJECT_DIR).as_posix().encode() + compute_sha256(path).encode())
-    return {"dataset": dataset, "raw_checksums": gate["checksums"], "dbt_code": code.hexdigest(), "vars": dbt_vars}
+    return {"dataset": dataset, "raw_checksums": gate["checksums"], "dropped_rows": gate.get("dropped_rows", {}),
+            "dbt_code": code.hexdigest(), "vars": dbt_vars}
 
 
 def record_build(gate: dict, dataset: str, dbt_vars: dict, marts_dir: Path) -> None:
@@ -84,7 +85,13 @@ def choose_dbt_vars(dataset: str, paths: Paths, split_method: str, split_seed: i
     if split_method not in SPLIT_METHODS:
         raise ValueError(f"split_method {split_method!r}: expected one of {', '.join(SPLIT_METHODS)}")
     dbt_vars = {"dataset": dataset, "split_method": split_method, "split_seed": split_seed}
-    live_ratings = paths.raw_dataset(dataset) / LIVE_RATINGS_FILE
+    raw_dir = paths.raw_dataset(dataset)
+    gate = raw_dir / RAW_GATE_RECORD
+    accepted = json.loads(gate.read_text()).get("accepted_dir") if gate.exists() else None
+    if accepted:  # the gate left invalid rows out (invalid_rows=drop): dbt reads what it accepted
+        raw_dir = raw_dir / accepted
+        dbt_vars["raw_dir"] = str(raw_dir)
+    live_ratings = raw_dir / LIVE_RATINGS_FILE
     if live_ratings.is_file():  # the site's ratings a features run took (else the dbt source reads none)
         dbt_vars["live_ratings_path"] = str(live_ratings)
     return dbt_vars

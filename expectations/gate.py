@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from eaglerec.contracts.names import RAW_GATE_RECORD
+from eaglerec.contracts.names import INVALID_ROWS_POLICIES, MAX_INVALID_SHARE, RAW_GATE_RECORD
 from eaglerec.files import compute_sha256
 from expectations.raw_suites import (
     PATTERN_WORDS,
@@ -24,6 +24,12 @@ from expectations.raw_suites import (
 # Rows shown per problem in the log; every bad row is in the report's CSV.
 EXAMPLE_ROWS = 3
 BAD_ROWS_FILE = "bad_rows.csv"
+# invalid_rows="drop": the bad rows go to this report file, the rest of the release to ACCEPTED_DIR (dbt reads
+# there). The release's own files stay as ingested, so an hourly re-ingest of the same source still sees them
+# unchanged; a changed source replaces the raw folder, and with it the accepted copy and the gate's record.
+QUARANTINE_FILE = "quarantined_rows.csv"
+ACCEPTED_DIR = "_accepted"
+
 BAD_ROW_COLUMNS = ("file", "line", "column", "rule", "check", "value", "row")
 # The header is line 1, so data row i (0-based) stands on line i + 2.
 FIRST_DATA_LINE = 2
@@ -43,13 +49,15 @@ class RawGateError(GateError):
     """The raw data failed validation; each problem names file, column, the rule in words, how many rows broke it
     and example lines; every bad row is in `bad_rows_file` when the gate was given a reports folder."""
 
-    def __init__(self, raw_dir: Path, problems: list[str], bad_rows_file: Path | None = None, bad_rows: int = 0):
+    def __init__(self, raw_dir: Path, problems: list[str], bad_rows_file: Path | None = None, bad_rows: int = 0,
+                 droppable: bool = False):
         self.bad_rows_file = bad_rows_file
         advice = []
         if bad_rows_file is not None:
             advice.append(f"Every bad row ({bad_rows:,}) with the rule it breaks: {bad_rows_file}")
         advice.append(f"What to do: correct the release (line numbers are those of the files in {raw_dir}), "
-                      "then ingest it and run the features again.")
+                      "then ingest it and run the features again"
+                      + (", or run with invalid_rows=drop to leave these rows out." if droppable else "."))
         super().__init__("raw gate", raw_dir, problems, "nothing downstream was written", "\n".join(advice))
 
 
@@ -59,6 +67,10 @@ class GateReport:
     row_counts: dict[str, int]
     checksums: dict[str, str]
     expectations_run: int
+    # invalid_rows="drop": rows left out per file, the problems they had, and where they are written.
+    dropped_rows: dict[str, int] | None = None
+    dropped_problems: tuple[str, ...] = ()
+    quarantine_file: Path | None = None
 
 
 def read_text_frame(path: Path) -> pd.DataFrame:
@@ -181,10 +193,10 @@ def describe_failure(file_name: str, frame: pd.DataFrame, result) -> tuple[str, 
         bad_rows
 
 
-def write_bad_rows(bad_rows: list[dict], reports_dir: Path) -> Path:
+def write_bad_rows(bad_rows: list[dict], reports_dir: Path, file_name: str = BAD_ROWS_FILE) -> Path:
     """Every bad row, sorted by file and line, one line per (row, rule) it breaks."""
     reports_dir.mkdir(parents=True, exist_ok=True)
-    path = reports_dir / BAD_ROWS_FILE
+    path = reports_dir / file_name
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=BAD_ROW_COLUMNS)
         writer.writeheader()
@@ -247,22 +259,87 @@ def parse_typed(spec: RawFileSpec, frame: pd.DataFrame) -> pd.DataFrame:
     return typed
 
 
-def validate_raw_dataset(raw_dir: Path, now: int | None = None, reports_dir: Path | None = None) -> GateReport:
+def write_accepted_copy(path: Path, dest: Path, dropped: set[int]) -> None:
+    """Copy a raw CSV without the data rows whose 0-based indexes are in dropped (blank lines skipped, as the
+    frame readers skip them, so index i is the frame's row i)."""
+    with path.open(newline="", encoding="utf-8-sig") as source, dest.open("w", newline="", encoding="utf-8") as out:
+        reader, writer = csv.reader(source), csv.writer(out, lineterminator="\n")
+        writer.writerow(next(reader))
+        index = 0
+        for record in reader:
+            if not record:
+                continue
+            if index not in dropped:
+                writer.writerow(record)
+            index += 1
+
+
+def write_accepted_dir(raw_dir: Path, present: list[str], dropped: dict[str, set[int]]) -> Path:
+    """raw_dir/_accepted: every validated file, without its dropped rows (files with none are hard links)."""
+    import os
+
+    accepted = raw_dir / ACCEPTED_DIR
+    accepted.mkdir()
+    for file_name in present:
+        if dropped.get(file_name):
+            write_accepted_copy(raw_dir / file_name, accepted / file_name, dropped[file_name])
+        else:
+            os.link(raw_dir / file_name, accepted / file_name)
+    return accepted
+
+
+def validate_raw_dataset(raw_dir: Path, now: int | None = None, reports_dir: Path | None = None,
+                         invalid_rows: str = "stop", max_invalid_share: float = MAX_INVALID_SHARE) -> GateReport:
     """Validate every raw file of a dataset; on success record the gate result, else raise RawGateError (and write
-    every bad row to reports_dir/bad_rows.csv when given one)."""
+    every bad row to reports_dir/bad_rows.csv when given one).
+
+    invalid_rows="drop": rows that break a row rule (a range, a pattern, uniqueness, a reference) are left out
+    instead, into reports_dir/quarantined_rows.csv with their reasons, and the rest is written to raw_dir/_accepted
+    for dbt; file-level problems (header, unreadable, empty) and more than max_invalid_share of a file's rows still
+    stop the gate."""
+    import shutil
+
+    if invalid_rows not in INVALID_ROWS_POLICIES:
+        raise ValueError(f"invalid_rows {invalid_rows!r}: expected one of {', '.join(INVALID_ROWS_POLICIES)}")
     raw_dir = Path(raw_dir)
     gate_file = raw_dir / RAW_GATE_RECORD
-    # A stale pass must never outlive a new failure, nor a stale bad-row file a new pass.
+    # A stale pass must never outlive a new failure, nor a stale bad-row file or accepted copy a new run.
     gate_file.unlink(missing_ok=True)
+    shutil.rmtree(raw_dir / ACCEPTED_DIR, ignore_errors=True)
     if reports_dir is not None:
-        (Path(reports_dir) / BAD_ROWS_FILE).unlink(missing_ok=True)
+        for name in (BAD_ROWS_FILE, QUARANTINE_FILE):
+            (Path(reports_dir) / name).unlink(missing_ok=True)
     now = int(time.time()) if now is None else now
     gate = SuiteRunner()
     problems, bad_rows, typed, expectations_run = [], [], {}, 0
+    # invalid_rows="drop": the 0-based rows left out per file, the problems they had, the rows read per file.
+    dropped, dropped_problems, dropped_rows, totals = {}, [], [], {}
+    droppable = True
 
     def stop() -> RawGateError:
         written = write_bad_rows(bad_rows, reports_dir) if reports_dir is not None and bad_rows else None
-        return RawGateError(raw_dir, problems, written, len({(row["file"], row["line"]) for row in bad_rows}))
+        return RawGateError(raw_dir, problems, written, len({(row["file"], row["line"]) for row in bad_rows}),
+                            droppable=invalid_rows == "stop" and droppable)
+
+    def judge(batch: str, name: str, frame: pd.DataFrame, suite) -> bool:
+        """Run a suite; record its failures as problems, or as drops when they are row-level and dropping is on.
+        Return True when no failure is left that stops the gate."""
+        nonlocal droppable, expectations_run
+        expectations_run += len(suite.expectations)
+        file_name = RAW_FILE_SPECS[name].file_name
+        clean = True
+        for failure in gate.validate(batch, frame, suite):
+            problem, rows = describe_failure(file_name, frame, failure)
+            if invalid_rows == "drop" and rows:
+                dropped_problems.append(problem)
+                dropped_rows.extend(rows)
+                dropped.setdefault(file_name, set()).update(row["line"] - FIRST_DATA_LINE for row in rows)
+                continue
+            droppable = droppable and bool(rows)
+            problems.append(problem)
+            bad_rows.extend(rows)
+            clean = False
+        return clean
 
     for name, spec in RAW_FILE_SPECS.items():
         path = raw_dir / spec.file_name
@@ -270,49 +347,64 @@ def validate_raw_dataset(raw_dir: Path, now: int | None = None, reports_dir: Pat
             if spec.optional_file:
                 continue
             problems.append(f"{spec.file_name}: missing from {raw_dir}")
+            droppable = False
             continue
         frame = read_typed_frame(path, spec)
         if frame is not None:
-            typed[name] = frame
+            typed[name], totals[spec.file_name] = frame, len(frame)
             continue
         try:
             frame = read_text_frame(path)
         except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
             problems.append(describe_read_error(path, exc))
+            droppable = False
             continue
-        suite = build_text_suite(spec)
-        expectations_run += len(suite.expectations)
-        failures = gate.validate(name, frame, suite)
-        for failure in failures:
-            problem, rows = describe_failure(spec.file_name, frame, failure)
-            problems.append(problem)
-            bad_rows += rows
-        if not failures:
-            typed[name] = parse_typed(spec, frame)
+        totals[spec.file_name] = len(frame)
+        if judge(name, name, frame, build_text_suite(spec)):
+            kept = frame.drop(index=sorted(dropped.get(spec.file_name, ())))
+            typed[name] = parse_typed(spec, kept)
     if problems:
         raise stop()
 
-    movie_ids = typed["movies"]["movieId"].unique().tolist()
-    for name, frame in typed.items():
-        suite = build_typed_suite(name, movie_ids, now)
-        expectations_run += len(suite.expectations)
-        failures = gate.validate(f"{name}_typed", frame, suite)
-        for failure in failures:
-            problem, rows = describe_failure(RAW_FILE_SPECS[name].file_name, frame, failure)
-            problems.append(problem)
-            bad_rows += rows
+    # Movies first: with dropping on, the other files' references are checked against the movies kept.
+    for name in sorted(typed, key=lambda name: name != "movies"):
+        movie_ids = typed["movies"]["movieId"].unique().tolist()
+        judge(f"{name}_typed", name, typed[name], build_typed_suite(name, movie_ids, now))
+        if name == "movies" and dropped.get("movies.csv"):
+            typed["movies"] = typed["movies"].drop(index=sorted(dropped["movies.csv"] & set(typed["movies"].index)))
+    for file_name, rows in dropped.items():
+        if len(rows) > max_invalid_share * totals[file_name]:
+            problems.append(f"{file_name}: {len(rows):,} of {totals[file_name]:,} rows "
+                            f"({100 * len(rows) / totals[file_name]:.3g} %) break a rule, more than the "
+                            f"{100 * max_invalid_share:g} % invalid_rows=drop may leave out")
+            problems.extend(dropped_problems)
+            bad_rows.extend(dropped_rows)
+            dropped_problems.clear()
+            dropped_rows.clear()
+            break
     if problems:
         raise stop()
 
+    quarantine = None
+    if dropped:
+        accepted = write_accepted_dir(raw_dir, [RAW_FILE_SPECS[name].file_name for name in typed], dropped)
+        quarantine = write_bad_rows(dropped_rows, Path(reports_dir) if reports_dir is not None else accepted,
+                                    QUARANTINE_FILE)
+    counts = {file_name: len(rows) for file_name, rows in dropped.items()}
     report = GateReport(
         raw_dir=raw_dir,
-        row_counts={name: len(frame) for name, frame in typed.items()},
+        row_counts={name: totals[RAW_FILE_SPECS[name].file_name] - counts.get(RAW_FILE_SPECS[name].file_name, 0)
+                    for name in typed},
         checksums={spec.file_name: compute_sha256(raw_dir / spec.file_name) for name, spec in RAW_FILE_SPECS.items()
                    if name in typed},
         expectations_run=expectations_run,
+        dropped_rows=counts,
+        dropped_problems=tuple(dropped_problems),
+        quarantine_file=quarantine,
     )
     gate_file.write_text(json.dumps({
         "status": "passed", "validated_at": now, "row_counts": report.row_counts,
-        "checksums": report.checksums, "expectations_run": expectations_run,
+        "checksums": report.checksums, "expectations_run": expectations_run, "invalid_rows": invalid_rows,
+        "dropped_rows": counts, **({"accepted_dir": ACCEPTED_DIR} if dropped else {}),
     }, indent=2))
     return report

@@ -71,14 +71,18 @@ AIRFLOW_CONTEXT = {"airflow_dag_id": "AIRFLOW_CTX_DAG_ID", "airflow_run_id": "AI
 
 
 def describe_lineage(paths: Paths) -> dict[str, str]:
-    """A run's lineage, as MLflow tags: the dataset the marts were built from, its source (the ingest manifest),
-    the data version; and the Airflow DAG, run, task and try when an Airflow task trains."""
+    """A run's lineage, as MLflow tags: the dataset the marts were built from, its source and format (the ingest
+    manifest), the data version, the rows the raw gate left out (invalid_rows=drop); and the Airflow DAG, run, task
+    and try when an Airflow task trains."""
     from eaglerec.ingest import MANIFEST_FILE
 
-    dataset = json.loads((paths.marts / "_build.json").read_text()).get("dataset", "unknown")
-    manifest = paths.raw_dataset(dataset) / MANIFEST_FILE
-    source = json.loads(manifest.read_text()).get("source", "unknown") if manifest.exists() else "unknown"
-    lineage = {"dataset": dataset, "source": str(source), "data_version": hash_data_version(paths.marts)}
+    build = json.loads((paths.marts / "_build.json").read_text())
+    dataset = build.get("dataset", "unknown")
+    path = paths.raw_dataset(dataset) / MANIFEST_FILE
+    manifest = json.loads(path.read_text()) if path.exists() else {}
+    lineage = {"dataset": dataset, "source": str(manifest.get("source", "unknown")),
+               "release_format": manifest.get("format", "csv"), "data_version": hash_data_version(paths.marts),
+               "dropped_rows": str(sum(build.get("dropped_rows", {}).values()))}
     return lineage | {tag: os.environ[name] for tag, name in AIRFLOW_CONTEXT.items() if os.environ.get(name)}
 
 

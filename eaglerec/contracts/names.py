@@ -25,6 +25,10 @@ MOVIE_STATE_SERVICE = "movie_state_v1"
 
 # Written by the raw gate into a dataset's raw folder when every file passed: the files' checksums.
 RAW_GATE_RECORD = "_gate.json"
+# What the raw gate does with rows that break a row rule: stop the run (the default), or drop them into a quarantine
+# file and go on, unless they are more than MAX_INVALID_SHARE of a file (a broken release, not a few bad rows).
+INVALID_ROWS_POLICIES = ("stop", "drop")
+MAX_INVALID_SHARE = 0.01
 
 
 def select_liked(movie_ids, ratings) -> list[int]:

@@ -132,6 +132,15 @@ def test_training_is_one_task_mapped_over_the_models_the_trigger_forms_offer_fro
         assert set(models["values_display"]) == set(catalogue.names())
 
 
+def test_the_features_form_offers_the_raw_gates_invalid_rows_policies(dags):
+    """(The raw_gate task renders its command only at run time: the orchestration tests run it.)"""
+    from eaglerec.contracts.names import INVALID_ROWS_POLICIES
+
+    features = dags["dags"]["eaglerec_features"]
+    invalid_rows = features["params"]["invalid_rows"]
+    assert tuple(invalid_rows["enum"]) == INVALID_ROWS_POLICIES and invalid_rows["default"] == "stop"
+
+
 def test_dag_files_import_only_airflow_sdk_and_the_standard_library():
     for path in (REPO_ROOT / "dags").glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):

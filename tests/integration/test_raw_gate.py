@@ -196,3 +196,74 @@ def test_the_report_says_each_rule_in_words_with_counts_and_writes_every_bad_row
     write_tiny_release(raw_dir)
     validate_raw_dataset(raw_dir, reports_dir=reports)
     assert not (reports / "bad_rows.csv").exists()
+
+
+def test_drop_leaves_the_bad_rows_out_into_a_quarantine_file_and_the_release_untouched(tmp_path):
+    """invalid_rows=drop on the issue's case plus a text error and a movie with a blank title: the rows that break
+    a rule go to quarantined_rows.csv with their reasons; the ratings, link and tag of the dropped movie go too (they
+    would point at nothing); the raw files stay as ingested; dbt reads the accepted copy."""
+    bad = TINY_RATINGS + "4,1,4.0,0\n1,2,5.0,964990000\n3,3,4.x,1537799260\n"
+    movies = replace_line(TINY_MOVIES, 5, "4,  ,Crime|Drama")  # movie 4, rated on line 6 of ratings.csv
+    paths = Paths(tmp_path / "home")
+    raw_dir = write_tiny_release(paths.raw / "tiny", ratings=bad, movies=movies)
+    originals = {path.name: path.read_bytes() for path in raw_dir.iterdir()}
+    reports = tmp_path / "reports"
+
+    report = validate_raw_dataset(raw_dir, reports_dir=reports, invalid_rows="drop", max_invalid_share=0.6)
+
+    # Hand count: ratings lines 3 and 9 (a duplicate pair), 8 (timestamp 0), 10 (rating '4.x'), 6 (movie 4); movie 4
+    # on line 5 of movies.csv, and its link (line 5) and tag (line 3).
+    assert report.dropped_rows == {"ratings.csv": 5, "movies.csv": 1, "links.csv": 1, "tags.csv": 1}
+    assert report.row_counts == {"ratings": 4, "movies": 3, "links": 3, "tags": 1}
+    with report.quarantine_file.open(newline="") as handle:
+        quarantined = {(row["file"], int(row["line"]), row["check"]) for row in csv.DictReader(handle)}
+    assert {(file, line) for file, line, _ in quarantined} == {
+        ("ratings.csv", 3), ("ratings.csv", 9), ("ratings.csv", 8), ("ratings.csv", 10), ("ratings.csv", 6),
+        ("movies.csv", 5), ("links.csv", 5), ("tags.csv", 3)}
+    assert ("ratings.csv", 6, "expect_column_values_to_be_in_set") in quarantined
+    assert {path.name: path.read_bytes() for path in raw_dir.iterdir() if path.is_file() and
+            path.name != RAW_GATE_RECORD} == originals
+    accepted = raw_dir / "_accepted"
+    assert (accepted / "ratings.csv").read_text() == (
+        "userId,movieId,rating,timestamp\n1,1,4.0,964982703\n1,3,2.0,964983000\n2,1,5.0,1445714994\n"
+        "3,2,3.0,1537799250\n")
+    assert (accepted / "tags.csv").read_text() == "userId,movieId,tag,timestamp\n2,1,pixar,1445714996\n"
+    recorded = json.loads((raw_dir / RAW_GATE_RECORD).read_text())
+    assert recorded["invalid_rows"] == "drop" and recorded["dropped_rows"] == report.dropped_rows
+
+    build_features("tiny", paths=paths)
+    import pandas as pd
+
+    events = pd.read_parquet(paths.marts / "rating_events.parquet")
+    assert sorted(zip(events["user_id"], events["movie_id"])) == [(1, 1), (1, 3), (2, 1), (3, 2)]
+    assert json.loads((paths.marts / "_build.json").read_text())["dropped_rows"] == report.dropped_rows
+
+    # Validated again without dropping, the same release stops, and the accepted copy is gone.
+    with pytest.raises(RawGateError, match="or run with invalid_rows=drop to leave these rows out"):
+        validate_raw_dataset(raw_dir, reports_dir=reports)
+    assert not accepted.exists() and not (reports / "quarantined_rows.csv").exists()
+
+
+def test_drop_stops_past_the_cap_and_on_file_level_problems(tmp_path):
+    from eaglerec.settings import BUNDLED_DATASET_DIR
+    from tests.conftest import copy_release
+
+    raw_dir = copy_release(BUNDLED_DATASET_DIR, tmp_path / "ml-latest-small")
+    lines = (raw_dir / "ratings.csv").read_text().splitlines(keepends=True)
+    # 1,009 of 100,836 rows (1.0006 %) with timestamp 0: just over the 1 % default cap.
+    for number in range(1, 1010):
+        user, movie, rating, _ = lines[number].rstrip("\n").split(",")
+        lines[number] = f"{user},{movie},{rating},0\n"
+    (raw_dir / "ratings.csv").write_text("".join(lines))
+    with pytest.raises(RawGateError, match=r"ratings\.csv: 1,009 of 100,836 rows \(1 %\) break a rule, more than "
+                                           r"the 1 % invalid_rows=drop may leave out"):
+        validate_raw_dataset(raw_dir, invalid_rows="drop")
+    # 1,008 rows (0.9996 %) are under it.
+    lines[1009] = BUNDLED_DATASET_DIR.joinpath("ratings.csv").read_text().splitlines(keepends=True)[1009]
+    (raw_dir / "ratings.csv").write_text("".join(lines))
+    assert validate_raw_dataset(raw_dir, invalid_rows="drop").dropped_rows == {"ratings.csv": 1_008}
+
+    tiny = write_tiny_release(tmp_path / "tiny", links="movieId,imdbId\n1,0114709\n")
+    with pytest.raises(RawGateError, match="links.csv: header") as failure:
+        validate_raw_dataset(tiny, invalid_rows="drop", max_invalid_share=0.5)
+    assert "invalid_rows=drop" not in str(failure.value)

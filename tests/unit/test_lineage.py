@@ -17,9 +17,11 @@ pytestmark = pytest.mark.unit
 def write_home(root) -> Paths:
     paths = Paths(root)
     paths.marts.mkdir(parents=True)
-    (paths.marts / "_build.json").write_text(json.dumps({"dataset": "ml-100k", "dbt_code": "abc"}))
+    (paths.marts / "_build.json").write_text(json.dumps({"dataset": "ml-100k", "dbt_code": "abc",
+                                                         "dropped_rows": {"ratings.csv": 3, "tags.csv": 1}}))
     paths.raw_dataset("ml-100k").mkdir(parents=True)
-    (paths.raw_dataset("ml-100k") / "_manifest.json").write_text(json.dumps({"source": "/data/ml-100k.zip"}))
+    (paths.raw_dataset("ml-100k") / "_manifest.json").write_text(json.dumps({"source": "/data/ml-100k.zip",
+                                                                             "format": "100k"}))
     return paths
 
 
@@ -28,8 +30,8 @@ def test_lineage_outside_airflow_names_dataset_source_and_data_version(tmp_path,
         monkeypatch.delenv(name, raising=False)
     paths = write_home(tmp_path)
     expected_version = hashlib.sha256((paths.marts / "_build.json").read_bytes()).hexdigest()[:16]
-    assert describe_lineage(paths) == {"dataset": "ml-100k", "source": "/data/ml-100k.zip",
-                                       "data_version": expected_version}
+    assert describe_lineage(paths) == {"dataset": "ml-100k", "source": "/data/ml-100k.zip", "release_format": "100k",
+                                       "data_version": expected_version, "dropped_rows": "4"}
     assert name_run("din", describe_lineage(paths)) == "din · ml-100k"
 
 
