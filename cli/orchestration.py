@@ -151,10 +151,14 @@ class AirflowClient:
                     raise AirflowError(f"DAG {dag_id} not available ({exc.code}); import errors: {errors}") from None
             time.sleep(2)
 
-    def trigger(self, dag_id: str, conf: dict) -> str:
+    def trigger(self, dag_id: str, conf: dict, note: str | None = None) -> str:
         self.call(f"/dags/{dag_id}", "PATCH", {"is_paused": False})
-        run = self.call(f"/dags/{dag_id}/dagRuns", "POST", {"logical_date": None, "conf": conf})
+        run = self.call(f"/dags/{dag_id}/dagRuns", "POST", {"logical_date": None, "conf": conf, "note": note})
         return run["dag_run_id"]
+
+    def write_note(self, dag_id: str, run_id: str, note: str) -> None:
+        """The run's note, shown in the Airflow UI's run list and details."""
+        self.call(f"/dags/{dag_id}/dagRuns/{run_id}?update_mask=note", "PATCH", {"note": note[:1000]})
 
     def run_ids(self, dag_id: str) -> set[str]:
         return {run["dag_run_id"] for run in self.call(f"/dags/{dag_id}/dagRuns?limit=100")["dag_runs"]}
@@ -228,7 +232,9 @@ def run_pipeline(paths: Paths, conf: dict, port: int = DEFAULT_AIRFLOW_PORT, sho
         client.wait_for_dag(dag_id)
         client.call(f"/dags/{dag_id}", "PATCH", {"is_paused": False})  # paused DAGs ignore their Assets
     earlier = {dag_id: client.run_ids(dag_id) for dag_id in CHAIN[1:]}
-    run_id = client.trigger(CHAIN[0], conf)
+    # Every run of the chain names its data in a note (the UI lists runs by time and id only).
+    note = f"dataset {conf.get('dataset', '?')} from {conf.get('source', '?')}"[:1000]
+    run_id = client.trigger(CHAIN[0], conf, note)
     show(f"{CHAIN[0]}: run {run_id} triggered ({url}/dags/{CHAIN[0]})")
     every_task: dict[str, dict] = {}
     for position, dag_id in enumerate(CHAIN):
@@ -238,6 +244,7 @@ def run_pipeline(paths: Paths, conf: dict, port: int = DEFAULT_AIRFLOW_PORT, sho
                 show(f"{dag_id}: not triggered (its Assets were not updated: nothing changed upstream)")
                 break
             show(f"{dag_id}: run {run_id} triggered by Assets")
+            client.write_note(dag_id, run_id, note)
         started = time.monotonic()
         tasks = client.follow(dag_id, run_id, show)
         every_task.update(tasks)

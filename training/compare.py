@@ -28,6 +28,10 @@ TABLES = {
 }
 
 
+# Columns holding the MLflow UI's address of the cell to their left: rendered as links, never shown.
+LINKS = {"version": "version_url", "run": "run_url"}
+
+
 @dataclass(frozen=True)
 class Comparison:
     data_version: str
@@ -35,15 +39,26 @@ class Comparison:
 
     def to_markdown(self) -> str:
         parts = [f"# EagleRec model comparison\n\nData version `{self.data_version}`; every figure on the test split "
-                 "(tuning used validation only). Latest run per model.\n"]
+                 "(tuning used validation only). Latest run per model; its registry version and alias, linked to "
+                 "the MLflow UI.\n"]
         for name, table in self.tables.items():
             parts.append(f"## {name.capitalize()}\n\n" + (render_markdown(table) if len(table) else "(no runs)\n"))
         return "\n".join(parts)
 
     def to_html(self) -> str:
-        body = "".join(f"<h2>{name.capitalize()}</h2>" + table.to_html(
-            index=False, border=0, formatters={column: FORMATS[column].format for column in FORMATS
-                                               if column in table}, float_format="{:.4f}".format)
+        import html
+
+        def linked(table: pd.DataFrame) -> pd.DataFrame:
+            shown = table.copy()
+            for column, url in LINKS.items():
+                if url in shown:
+                    shown[column] = [f"<a href='{html.escape(link)}'>{html.escape(str(text))}</a>" if link else
+                                     html.escape(str(text)) for text, link in zip(shown[column], shown[url])]
+            return shown.drop(columns=[url for url in LINKS.values() if url in shown])
+
+        body = "".join(f"<h2>{name.capitalize()}</h2>" + linked(table).to_html(
+            index=False, border=0, escape=False, formatters={column: FORMATS[column].format for column in FORMATS
+                                                             if column in table}, float_format="{:.4f}".format)
                        for name, table in self.tables.items())
         return (f"<!doctype html><html><head><meta charset='utf-8'><title>EagleRec model comparison</title>"
                 f"<style>body{{font-family:sans-serif}}table{{border-collapse:collapse}}td,th{{padding:4px 10px;"
@@ -62,24 +77,46 @@ def render_markdown(table: pd.DataFrame) -> str:
             return "" if pd.isna(value) else FORMATS.get(column, "{:.4f}").format(value)
         return str(value)
 
-    lines = ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
-    lines += ["| " + " | ".join(cell(column, value) for column, value in zip(table.columns, row, strict=True)) + " |"
-              for row in table.itertuples(index=False)]
+    shown = [column for column in table.columns if column not in LINKS.values()]
+    lines = ["| " + " | ".join(shown) + " |", "|" + "---|" * len(shown)]
+    for row in table.to_dict("records"):
+        cells = []
+        for column in shown:
+            text, link = cell(column, row[column]), row.get(LINKS.get(column, ""), "")
+            cells.append(f"[{text}]({link})" if link and text else text)
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
-def read_roles(client, registered_model: str) -> dict[str, str]:
-    """run id -> 'champion v3' / 'challenger v4' for the versions holding an alias."""
+def read_versions(client, registered_model: str) -> dict[str, tuple[str, str]]:
+    """run id -> (registry version, its aliases) of every registered version of a model ('' aliases when none).
+    The aliases come from the registered model: search_model_versions leaves them out."""
     from mlflow.exceptions import MlflowException
 
-    roles = {}
-    for alias in (CHAMPION, CHALLENGER):
-        try:
-            version = client.get_model_version_by_alias(registered_model, alias)
-        except MlflowException:
-            continue
-        roles[version.run_id] = f"{alias} v{version.version}"
-    return roles
+    try:
+        held = client.get_registered_model(registered_model).aliases
+    except MlflowException:
+        return {}
+    versions = {}
+    for version in client.search_model_versions(f"name = '{registered_model}'"):
+        aliases = ", ".join(alias for alias in (CHAMPION, CHALLENGER) if str(held.get(alias)) == str(version.version))
+        versions[version.run_id] = (version.version, aliases)
+    return versions
+
+
+def describe_ui_links(runs: pd.DataFrame, versions: dict[str, tuple[str, str]], registered_model: str
+                      ) -> tuple[list[str], list[str]]:
+    """The MLflow UI's address of each run and of its registry version ('' when the tracking URI is no server)."""
+    import mlflow
+
+    ui = mlflow.get_tracking_uri().rstrip("/")
+    if not ui.startswith(("http://", "https://")):
+        return [""] * len(runs), [""] * len(runs)
+    run_urls = [f"{ui}/#/experiments/{experiment}/runs/{run}"
+                for experiment, run in zip(runs["experiment_id"], runs["run_id"])]
+    version_urls = [f"{ui}/#/models/{registered_model}/versions/{versions[run][0]}" if run in versions else ""
+                    for run in runs["run_id"]]
+    return run_urls, version_urls
 
 
 def compare_models(paths: Paths | None = None) -> Comparison:
@@ -98,15 +135,17 @@ def compare_models(paths: Paths | None = None) -> Comparison:
                                                 "and attributes.status = 'FINISHED'",
                                   order_by=["attributes.start_time DESC"])
         if runs.empty:
-            tables[name] = pd.DataFrame(columns=["model", *columns.values(), "registry", "run"])
+            tables[name] = pd.DataFrame(columns=["model", *columns.values(), "version", "alias", "run"])
             continue
         latest = runs.drop_duplicates(f"tags.{MODEL_TAG}")
-        roles = read_roles(client, settings.registered_model)
+        versions = read_versions(client, settings.registered_model)
         table = pd.DataFrame({"model": latest[f"tags.{MODEL_TAG}"]})
         for metric, heading in columns.items():
             table[heading] = latest.get(f"metrics.{metric}")
-        table["registry"] = latest["run_id"].map(roles).fillna("")
+        table["version"] = [f"v{versions[run][0]}" if run in versions else "" for run in latest["run_id"]]
+        table["alias"] = [versions[run][1] if run in versions else "" for run in latest["run_id"]]
         table["run"] = latest["run_id"].str[:8]
+        table["run_url"], table["version_url"] = describe_ui_links(latest, versions, settings.registered_model)
         sort_by = next(iter(columns.values()))
         tables[name] = table.sort_values(sort_by, ascending=False).reset_index(drop=True)
     return Comparison(data_version, tables)

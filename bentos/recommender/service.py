@@ -67,10 +67,53 @@ http_seconds = bentoml.metrics.Histogram(
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 SITE = pathlib.Path(__file__).with_name("site")
+# Swagger UI's files as BentoML installs them (it serves them for its own UI): /docs loads nothing from a CDN.
+SWAGGER_UI = pathlib.Path(bentoml.__file__).parent / "_internal" / "server" / "static_content"
 app = FastAPI(title="EagleRec recommender", version="1", responses=ERRORS, docs_url=None, redoc_url=None,
-              description="Movie recommendations: retrieve, rank, filter, explain. Errors are JSON: {error, detail}.")
+              description="Movie recommendations: retrieve, rank, filter, explain. Errors are JSON: {error, detail}. "
+                          "Native API (/recommend, /similar, /movies, /users, /genres, /search, /events) and "
+                          "SparrowRecSys's (/get...), same models; the answer's model is in the X-EagleRec-* headers.")
 # The movie site: plain HTML/CSS/JS over this API, same origin, nothing loaded from elsewhere.
 app.mount("/site", StaticFiles(directory=SITE), name="site")
+app.mount("/docs/static", StaticFiles(directory=SWAGGER_UI), name="swagger-ui")
+# Routes BentoML answers before the app (so FastAPI does not see them), described in the one schema all the same.
+PROBES = {
+    "/healthz": ("Liveness: 200 while the process serves HTTP (BentoML's probe).", {"200": {"description": "alive"}}),
+    "/readyz": ("Readiness: 200 with {ready, degraded, online_store, models} once the models are loaded (degraded: the "
+                "online store is down and answers come from the marts' state); 503 while starting.",
+                {"200": {"description": "ready", "content": {"application/json": {"schema": {"type": "object"}}}},
+                 "503": {"description": "starting"}}),
+}
+
+
+def describe_api() -> dict:
+    """The one OpenAPI schema (/openapi.json, /docs, and /docs.json for BentoML's clients): FastAPI's routes and
+    BentoML's probes."""
+    if app.openapi_schema is None:
+        from fastapi.openapi.utils import get_openapi
+
+        schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        for path, (text, responses) in PROBES.items():
+            schema["paths"][path] = {"get": {"summary": path.strip("/").title(), "description": text,
+                                             "operationId": path.strip("/"), "tags": ["probes"],
+                                             "responses": responses}}
+        app.openapi_schema = schema
+    return app.openapi_schema
+
+
+app.openapi = describe_api
+
+
+@app.get("/docs", include_in_schema=False)
+def show_api_docs():
+    from fastapi.openapi.docs import get_swagger_ui_html
+
+    # validatorUrl None: Swagger UI would otherwise send the schema to swagger.io's online validator.
+    return get_swagger_ui_html(openapi_url="/openapi.json", title=f"{app.title} API",
+                               swagger_js_url="/docs/static/swagger-ui-bundle.js",
+                               swagger_css_url="/docs/static/swagger-ui.css",
+                               swagger_favicon_url="/docs/static/favicon-light-32x32.png",
+                               swagger_ui_parameters={"validatorUrl": None})
 
 
 def describe_answer(response: Response, answer: dict) -> None:
@@ -164,7 +207,8 @@ class RequestMetrics(HttpMiddleware):
 
 
 class ServiceEdges(HttpMiddleware):
-    """Outermost ASGI layer (around BentoML's own routes too): GET /readyz as JSON, and every error response as JSON.
+    """Outermost ASGI layer (around BentoML's own routes too): GET /readyz as JSON, /docs.json as the app's OpenAPI
+    schema, and every error response as JSON.
 
     /readyz: ready once the models are loaded, and whether requests are degraded (online store down); BentoML's own
     readyz (503 while starting) answers until the engine exists. Errors: a 4xx/5xx that a lower layer wrote as text
@@ -173,6 +217,9 @@ class ServiceEdges(HttpMiddleware):
     engine = None  # set by Recommender.__init__, in the worker process
 
     async def handle(self, scope, receive, send):
+        if scope["path"] == "/docs.json":  # BentoML's schema route: the one schema instead of BentoML's own
+            await JSONResponse(describe_api())(scope, receive, send)
+            return
         if scope["path"] == "/readyz" and ServiceEdges.engine is not None:
             import anyio
 
@@ -280,7 +327,7 @@ class Recommender:
             events_received.inc()
         return accepted
 
-    @app.get("/metrics", include_in_schema=False)
+    @app.get("/metrics", response_class=Response)
     def metrics(self):
         """Prometheus metrics: requests by route template, recommendations by variant, events accepted."""
         return Response(bentoml.metrics.generate_latest(), media_type="text/plain; version=0.0.4; charset=utf-8")
@@ -299,14 +346,17 @@ class Recommender:
 
     @app.get("/getmovie", response_model=SparrowMovie)
     def get_movie(self, id: MovieId):  # noqa: A002 - SparrowRecSys's parameter name
+        """SparrowRecSys: one movie with its rating count, average, genres and top ratings."""
         return sparrow_movie(self.catalog, id)
 
     @app.get("/getuser", response_model=SparrowUser)
     def get_user(self, id: MovieId):  # noqa: A002
+        """SparrowRecSys: one user with their ratings and average."""
         return sparrow_user(self.describe_user(id, history=10**6))
 
     @app.get("/getsimilarmovie", response_model=list[SparrowMovie])
     def get_similar_movie(self, movieId: MovieId, size: Size = 10, model: str = "emb"):  # noqa: N803
+        """SparrowRecSys: movies similar to one; model=emb by the champion retriever's vectors, else by genres."""
         queries.check_k(size, self.engine.config.max_k)
         snapshot = self.engine.snapshot
         similar = queries.find_similar(snapshot.catalog, snapshot.models.retriever, movieId, size,
@@ -316,6 +366,7 @@ class Recommender:
     @app.get("/getrecommendation", response_model=list[SparrowMovie])
     def get_recommendation(self, genre: Annotated[str, Query(max_length=64)], size: Size = 10,
                            sortby: Literal["rating", "releaseYear"] = "rating"):
+        """SparrowRecSys: a genre's movies by average rating or release year."""
         queries.check_k(size, self.engine.config.max_k)
         catalog = self.catalog
         return sparrow_movies(catalog, queries.list_genre(catalog, genre, "rating" if sortby == "rating" else "year",
@@ -324,9 +375,9 @@ class Recommender:
     @app.get("/getrecforyou", response_model=list[SparrowMovie])
     def get_rec_for_you(self, response: Response, id: MovieId, size: Size = 10,  # noqa: A002
                         model: str | None = None):
-        """model=emb: straight from the retriever; a ranker's name or alias (SparrowRecSys's neuralcf): that ranker;
-        none: the user's A/B variant. The body stays SparrowRecSys's bare list: the request_id of the logged
-        impression is in the X-Request-ID header."""
+        """SparrowRecSys: a user's recommendations. model=emb: straight from the retriever; a ranker's name or
+        alias (SparrowRecSys's neuralcf): that ranker; none: the user's A/B variant. The body stays SparrowRecSys's
+        bare list: the request_id of the logged impression is in the X-Request-ID header."""
         ranker = None
         if model is not None and model != "emb":
             entry = load_catalogue().find_by_alias(model, "ranker")

@@ -7,8 +7,9 @@ first with `airflow dags test` on that copy's DAGs, one after the other, the tra
 catalogue's models and the two added ones (they train, register behind the gate and appear in the comparison table);
 then on this repository's DAGs through the scheduler and the REST API: unforced, the features run finds nothing
 changed and stops after the gate; forced, its Assets trigger training and deploy, after which the recommender serves
-the champion it registered, and every socket the platform listens on (Airflow, MLflow, the recommender) is on
-loopback."""
+the champion it registered, every run of the chain carries a note naming its data, and every socket the platform
+listens on (Airflow, MLflow, the recommender) is on loopback. Last, a release the raw gate refuses turns its run red
+at once (no retries for data errors)."""
 
 from __future__ import annotations
 
@@ -30,8 +31,12 @@ from mlflow import MlflowClient
 from cli.orchestration import (
     AIRFLOW_BIN,
     SERVICES,
+    USERNAME,
+    AirflowClient,
+    AirflowError,
     airflow_environment,
     airflow_home,
+    read_password,
     run_pipeline,
     start_airflow,
     stop_airflow,
@@ -289,6 +294,11 @@ def test_a_run_through_the_scheduler_and_rest_api_then_the_recommender_serves_it
     assert any("success" in line and "promote" in line for line in lines)  # the progress display
     assert any("success" in line and "train[din]" in line for line in lines)
     assert_outputs(platform)
+    # Each run of the chain names its data in its note (the UI's run list).
+    client = AirflowClient.login(url, USERNAME, read_password(platform["paths"]))
+    for dag_id in ("eaglerec_features", "eaglerec_training", "eaglerec_deploy"):
+        newest = client.call(f"/dags/{dag_id}/dagRuns?limit=1&order_by=-run_after")["dag_runs"][0]
+        assert newest["note"] == f"dataset {CONF['dataset']} from {platform['conf']['source']}", dag_id
     mlflow.set_tracking_uri(platform["uri"])
     client = MlflowClient(platform["uri"])
     rankers = client.search_model_versions("name = 'eaglerec-ranker'")
@@ -325,3 +335,33 @@ def test_a_run_through_the_scheduler_and_rest_api_then_the_recommender_serves_it
         assert all(address in ("127.0.0.1", "::1") for _, address, _ in sockets), sockets
     finally:
         stop_process(service, timeout=60)
+
+
+def test_a_release_the_gate_refuses_turns_the_run_red_at_once(platform, tmp_path):
+    """No retries for data errors: the run is red as soon as the raw gate fails (within 30 s of the gate's own
+    start), and the task log names the bad rows' file."""
+    from datetime import datetime
+
+    release = write_small_release(tmp_path / "bad-release", users=20)
+    ratings = (release / "ratings.csv").read_text().splitlines(keepends=True)
+    ratings[1] = ",".join(ratings[1].split(",")[:3]) + ",0\n"  # a timestamp of 0
+    (release / "ratings.csv").write_text("".join(ratings))
+    url = start_airflow(platform["paths"], platform["port"])
+    lines = []
+    with pytest.raises(AirflowError, match="eaglerec_features run .* failed; failed tasks: raw_gate"):
+        run_pipeline(platform["paths"], {**platform["conf"], "source": str(release), "dataset": "bad-release"},
+                     platform["port"], show=lines.append)
+    client = AirflowClient.login(url, USERNAME, read_password(platform["paths"]))
+    run = client.call("/dags/eaglerec_features/dagRuns?limit=1&order_by=-run_after")["dag_runs"][0]
+    gate = client.call(f"/dags/eaglerec_features/dagRuns/{run['dag_run_id']}/taskInstances/raw_gate")
+    assert run["state"] == "failed" and gate["state"] == "failed" and gate["try_number"] == 1
+    seconds = {name: datetime.fromisoformat(value) for name, value in
+               (("gate_start", gate["start_date"]), ("red", run["end_date"]), ("triggered", run["start_date"]))}
+    gate_to_red = (seconds["red"] - seconds["gate_start"]).total_seconds()
+    print(f"raw gate start -> run red: {gate_to_red:.1f} s; run start -> red: "
+          f"{(seconds['red'] - seconds['triggered']).total_seconds():.1f} s")
+    assert gate_to_red <= 30
+    log = client.call(f"/dags/eaglerec_features/dagRuns/{run['dag_run_id']}/taskInstances/raw_gate/logs/1"
+                      "?full_content=true")
+    text = json.dumps(log)
+    assert "must be between 788918400 (1995-01-01)" in text and "bad_rows.csv" in text

@@ -172,10 +172,20 @@ def test_the_comparison_table_lists_every_retriever_with_its_logged_figures(runs
     for name, outcome in runs.items():
         assert table.at[name, "Recall@10"] == pytest.approx(outcome.metrics["test_recall_at_10"])
     assert list(table["Recall@10"]) == sorted(table["Recall@10"], reverse=True)
+    # Each run's registry version and alias, linked to the MLflow UI.
+    client = MlflowClient(tracking_uri)
+    champion = client.get_model_version_by_alias(RETRIEVER_MODEL, CHAMPION).version
+    for name, outcome in runs.items():
+        assert table.at[name, "version"] == f"v{outcome.version}"
+        assert (table.at[name, "alias"] == "champion") == (outcome.version == champion)
+        assert table.at[name, "alias"] in ("champion", "challenger", "")
     written = write_comparison(comparison, built_paths)
     markdown = written["md"].read_text()
     assert f"| two_tower | {runs['two_tower'].metrics['test_recall_at_10']:.4f} |" in markdown
-    assert "<table" in written["html"].read_text()
+    two_tower = runs["two_tower"].version
+    assert f"[v{two_tower}]({tracking_uri}/#/models/{RETRIEVER_MODEL}/versions/{two_tower})" in markdown
+    html = written["html"].read_text()
+    assert "<table" in html and f"<a href='{tracking_uri}/#/experiments/" in html and "run_url" not in html
     client = MlflowClient(tracking_uri)
     run = client.search_runs([client.get_experiment_by_name("eaglerec-comparisons").experiment_id])[0]
     assert {item.path for item in client.list_artifacts(run.info.run_id)} == {"model_comparison.md",

@@ -182,3 +182,31 @@ def test_a_slow_page_never_overwrites_the_one_the_user_went_to_next(page):
     page.wait_for_timeout(4500)  # the home page's rows have arrived by now
     assert "Toy Story" in page.inner_text("h1") and page.locator("h2", has_text="Popular in").count() == 0
     assert page.problems == []
+
+
+def test_the_api_docs_render_offline_every_route_described(page, site):
+    """/docs: Swagger UI from the files the environment installs, over the one schema (/docs.json is the same), no
+    request leaving the machine; every operation has a description."""
+    import json
+    import urllib.parse
+    import urllib.request
+
+    requested = []
+    page.on("request", lambda request: requested.append(request.url))
+    page.goto("/docs")
+    page.wait_for_selector(".swagger-ui .opblock")
+    with urllib.request.urlopen(f"{site}/openapi.json", timeout=30) as response:
+        schema = json.loads(response.read())
+    with urllib.request.urlopen(f"{site}/docs.json", timeout=30) as response:
+        assert json.loads(response.read()) == schema
+    operations = [(method, path, operation) for path, methods in schema["paths"].items()
+                  for method, operation in methods.items()]
+    assert {"/recommend", "/getrecforyou", "/readyz", "/healthz", "/metrics"} <= set(schema["paths"])
+    assert [f"{method} {path}" for method, path, operation in operations if not operation.get("description")] == []
+    assert page.locator(".swagger-ui .opblock").count() == len(operations)
+    assert page.locator(".swagger-ui .opblock-summary-path", has_text="/getrecforyou").count() == 1
+    page.screenshot(path=SCREENSHOTS / "docs.png", full_page=True)
+    origin = urllib.parse.urlsplit(site).netloc
+    assert requested and all(urllib.parse.urlsplit(url).netloc == origin for url in requested
+                             if not url.startswith("data:")), requested
+    assert page.problems == []
