@@ -88,6 +88,10 @@ def train_retriever(entry: ModelEntry, params, paths: Paths, verbose: int = 0, g
         trained = module.train(split, params, verbose)
         train_seconds = time.perf_counter() - started
         mlflow.set_tag("retriever_type", trained.served.retriever_type)
+        # Chosen on validation by the module; test was not looked at.
+        mlflow.log_params({f"tuned_{name}": value for name, value in trained.tuned.items()})
+        mlflow.log_metrics({f"tuning_validation_recall_at_10_{name}": score
+                            for name, score in trained.tuning_scores.items()})
         for epoch, loss in enumerate(trained.losses, start=1):
             mlflow.log_metric("loss", loss, step=epoch)
         metrics = evaluate_retriever(trained.evaluated or trained.served, split)

@@ -24,7 +24,8 @@ RETRIEVERS = load_catalogue().names("retriever")
 RETRIEVER_MODEL = load_catalogue().kinds["retriever"].registered_model
 SMALL = {"two_tower": {"embedding_dim": 8, "hidden_units": 16, "epochs": 1},
          "item2vec": {"embedding_dim": 8, "epochs": 1},
-         "deepwalk": {"embedding_dim": 8, "epochs": 1, "walks_per_movie": 1}}
+         "deepwalk": {"embedding_dim": 8, "epochs": 1, "walks_per_movie": 1},
+         "ease": {"lambdas": (100.0, 500.0)}, "item_knn": {"neighbours": (20, 100)}}
 
 
 @pytest.fixture(scope="module")
@@ -111,6 +112,13 @@ def test_retriever_runs_log_validation_and_test_metrics_type_and_the_embedding_m
         if run.data.tags["retriever_type"] == "embedding":
             artifacts = {item.path for item in client.list_artifacts(outcome.run_id, "plots")}
             assert "plots/movie_embedding_map.png" in artifacts, name
+    # The tuned baselines log the value validation chose, the best of the candidates' validation scores.
+    for name, value in (("ease", "lambda"), ("item_knn", "neighbours")):
+        run = client.get_run(runs[name].run_id)
+        tried = {key.rsplit("_", 1)[1]: score for key, score in run.data.metrics.items()
+                 if key.startswith(f"tuning_validation_recall_at_10_{value}_")}
+        assert len(tried) == 2 and float(run.data.params[f"tuned_{value}"]) == max(
+            (score, float(candidate)) for candidate, score in tried.items())[1]
 
 
 def test_the_champion_is_the_best_registered_retriever(runs, tracking_uri):

@@ -70,3 +70,55 @@ class TrainedRetriever:
     served: Retriever
     evaluated: Retriever | None = None
     losses: tuple[float, ...] = ()
+    # Hyperparameters chosen on validation (logged as tuned_<name>) and each candidate's validation score.
+    tuned: dict = field(default_factory=dict)
+    tuning_scores: dict = field(default_factory=dict)
+
+
+def build_liked_matrix(split: RetrievalSplit):
+    """Users x movies (catalogue order), 1 where the user liked the movie in training: what the item-item models
+    learn from."""
+    from scipy.sparse import csr_matrix
+
+    rows, columns = [], []
+    for row, movies in enumerate(split.train_sequences.values()):
+        positions = sorted({split.index[movie] for movie in movies})
+        rows += [row] * len(positions)
+        columns += positions
+    return csr_matrix((np.ones(len(rows)), (rows, columns)), shape=(len(split.train_sequences), len(split.index)))
+
+
+def keep_top_per_row(matrix: np.ndarray, keep: int, movies: np.ndarray, size: int):
+    """A dense square matrix over some movies (their catalogue positions `movies`) as a sparse catalogue-sized one
+    (size x size) with each row's `keep` largest positive entries: the neighbours that decide a top-100; the rest
+    only costs memory."""
+    from scipy.sparse import csr_matrix
+
+    keep = min(keep, matrix.shape[1])
+    top = np.argpartition(-matrix, keep - 1, axis=1)[:, :keep]
+    values = np.take_along_axis(matrix, top, axis=1).ravel()
+    rows = np.repeat(np.arange(matrix.shape[0]), keep)
+    chosen = values > 0
+    return csr_matrix((values[chosen], (movies[rows[chosen]], movies[top.ravel()[chosen]])), shape=(size, size))
+
+
+def score_on_validation(retriever: Retriever, split: RetrievalSplit, cutoff: int = 10) -> float:
+    """Recall@cutoff on the validation users (the only split tuning may look at)."""
+    from training.metrics import score_retriever
+
+    users = split.relevant["validation"]
+    recommended = {user: retriever.retrieve(split.user_state(user), cutoff, split.rated_in_train.get(user, ()))
+                   .movie_ids.tolist() for user in users}
+    return score_retriever(recommended, users, len(split.index), (cutoff,))[f"recall_at_{cutoff}"]
+
+
+def tune_on_validation(split: RetrievalSplit, build, values) -> tuple[object, Retriever, dict]:
+    """Build a retriever for each value of one hyperparameter and keep the best on validation Recall@10 (ties: the
+    first value). Returns the value, its retriever and every value's score."""
+    scores, best = {}, None
+    for value in values:
+        retriever = build(value)
+        scores[value] = score_on_validation(retriever, split)
+        if best is None or scores[value] > scores[best[0]]:
+            best = (value, retriever)
+    return best[0], best[1], scores
