@@ -176,3 +176,17 @@ def serving_registry(built_paths, tracking_uri, tmp_path_factory):
     apply_feature_repo(home, "sqlite")
     materialize_online(open_feature_store(home, "sqlite"))
     return {"home": home, "uri": tracking_uri, "rankers": rankers, "retriever": retriever}
+
+
+def assert_gate_followed_its_intervals(client, registered_model: str, versions) -> None:
+    """Each gated version became champion exactly when the recorded 95 % interval of (it - the champion then) lay
+    above the minimum gain, or when there was no champion to compare with; the champion now is one of those."""
+    for version in versions:
+        tags = client.get_model_version(registered_model, version).tags
+        if "promotion_interval" in tags:
+            low = float(tags["promotion_interval"].strip("[]").split(",")[0])
+            promoted = low > float(tags["promotion_min_gain"])
+        else:  # the first champion, or a version gated when it already was the champion
+            promoted = tags["promotion_champion_version"] in ("None", version)
+        assert (tags.get("was_champion") == "true") == promoted, (version, tags["promotion_decision"])
+    assert client.get_model_version_by_alias(registered_model, "champion").tags.get("was_champion") == "true"

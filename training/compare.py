@@ -28,6 +28,8 @@ TABLES = {
 }
 
 
+# The gate's verdict per version: the paired test difference with the champion it was gated against, 95 % interval.
+GATE_COLUMN = "gate: Δ vs champion [95 % interval]"
 # Columns holding the MLflow UI's address of the cell to their left: rendered as links, never shown.
 LINKS = {"version": "version_url", "run": "run_url"}
 
@@ -40,7 +42,8 @@ class Comparison:
     def to_markdown(self) -> str:
         parts = [f"# EagleRec model comparison\n\nData version `{self.data_version}`; every figure on the test split "
                  "(tuning used validation only). Latest run per model; its registry version and alias, linked to "
-                 "the MLflow UI.\n"]
+                 "the MLflow UI; the gate's paired difference with the champion it was gated against, with the 95 % "
+                 "bootstrap interval over users (promoted only when the interval lies above 0).\n"]
         for name, table in self.tables.items():
             parts.append(f"## {name.capitalize()}\n\n" + (render_markdown(table) if len(table) else "(no runs)\n"))
         return "\n".join(parts)
@@ -88,9 +91,10 @@ def render_markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def read_versions(client, registered_model: str) -> dict[str, tuple[str, str]]:
-    """run id -> (registry version, its aliases) of every registered version of a model ('' aliases when none).
-    The aliases come from the registered model: search_model_versions leaves them out."""
+def read_versions(client, registered_model: str) -> dict[str, tuple[str, str, str]]:
+    """run id -> (registry version, its aliases, the gate's paired difference with the champion of the time and its
+    95 % interval) of every registered version of a model ('' where there is none). The aliases come from the
+    registered model: search_model_versions leaves them out."""
     from mlflow.exceptions import MlflowException
 
     try:
@@ -100,7 +104,13 @@ def read_versions(client, registered_model: str) -> dict[str, tuple[str, str]]:
     versions = {}
     for version in client.search_model_versions(f"name = '{registered_model}'"):
         aliases = ", ".join(alias for alias in (CHAMPION, CHALLENGER) if str(held.get(alias)) == str(version.version))
-        versions[version.run_id] = (version.version, aliases)
+        tags = version.tags or {}
+        gate = ""
+        if "promotion_interval" in tags:
+            low, high = (float(value) for value in tags["promotion_interval"].strip("[]").split(","))
+            gate = (f"{float(tags['promotion_difference']):+.4f} [{low:+.4f}, {high:+.4f}] "
+                    f"vs v{tags['promotion_champion_version']}")
+        versions[version.run_id] = (version.version, aliases, gate)
     return versions
 
 
@@ -135,7 +145,7 @@ def compare_models(paths: Paths | None = None) -> Comparison:
                                                 "and attributes.status = 'FINISHED'",
                                   order_by=["attributes.start_time DESC"])
         if runs.empty:
-            tables[name] = pd.DataFrame(columns=["model", *columns.values(), "version", "alias", "run"])
+            tables[name] = pd.DataFrame(columns=["model", *columns.values(), "version", "alias", GATE_COLUMN, "run"])
             continue
         latest = runs.drop_duplicates(f"tags.{MODEL_TAG}")
         versions = read_versions(client, settings.registered_model)
@@ -144,6 +154,7 @@ def compare_models(paths: Paths | None = None) -> Comparison:
             table[heading] = latest.get(f"metrics.{metric}")
         table["version"] = [f"v{versions[run][0]}" if run in versions else "" for run in latest["run_id"]]
         table["alias"] = [versions[run][1] if run in versions else "" for run in latest["run_id"]]
+        table[GATE_COLUMN] = [versions[run][2] if run in versions else "" for run in latest["run_id"]]
         table["run"] = latest["run_id"].str[:8]
         table["run_url"], table["version_url"] = describe_ui_links(latest, versions, settings.registered_model)
         sort_by = next(iter(columns.values()))

@@ -36,19 +36,21 @@ def promote(kind: str, version: str | None = None, paths: Paths | None = None) -
     settings = load_catalogue().kinds[kind]
     version = version or find_latest_version(client, settings.registered_model)
     metric = settings.gate_metric
+    candidate = client.get_model_version(settings.registered_model, version)
     if kind == "ranker":
         from training.data import load_ranking_data
-        from training.ranking import score_registered_ranker
+        from training.ranking import compare_rankers, predict_registered_ranker
 
-        run = client.get_run(client.get_model_version(settings.registered_model, version).run_id)
-        user_fraction = float(run.data.params.get("user_fraction", 1.0))
+        user_fraction = float(client.get_run(candidate.run_id).data.params.get("user_fraction", 1.0))
 
-        def score_champion(champion):
-            return score_registered_ranker(champion, load_ranking_data(paths, user_fraction).test, metric)
+        def compare(champion, _same_test_set):
+            test = load_ranking_data(paths, user_fraction).test
+            return compare_rankers(predict_registered_ranker(candidate, test), champion, test, metric)
     else:
-        from training.retrieval import score_registered_retriever
+        from training.retrieval import compare_retrievers, load_registered_retriever
         from training.retrievers import load_retrieval_split
 
-        def score_champion(champion):
-            return score_registered_retriever(champion, load_retrieval_split(paths), metric)
-    return promote_if_better(client, settings.registered_model, version, metric, score_champion=score_champion)
+        def compare(champion, same_test_set):
+            retriever = load_registered_retriever(f"models:/{candidate.name}/{candidate.version}")
+            return compare_retrievers(retriever, champion, load_retrieval_split(paths), metric, same_test_set)
+    return promote_if_better(client, settings.registered_model, version, metric, compare, settings.gate_min_gain)

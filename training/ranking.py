@@ -15,9 +15,9 @@ from eaglerec.contracts.features import LABEL
 from eaglerec.contracts.names import ENCODER_ARTIFACT, MODEL_TAG, RANKER_SERVICE, TEST_SET_TAG
 from eaglerec.settings import Paths
 from training.data import load_ranking_data
-from training.metrics import score_ranker
+from training.metrics import PairedDifference, compare_aucs, score_ranker
 from training.rankers import SPLITS, RankerInputs, TrainedRanker, predict_in_batches
-from training.registry import promote_if_better
+from training.registry import PromotionError, promote_if_better
 from training.tracking import (
     TrainedRun,
     describe_lineage,
@@ -106,13 +106,28 @@ def train_ranker(entry: ModelEntry, params, paths: Paths, user_fraction: float =
     return TrainedRun(entry.name, run.info.run_id, metrics, train_seconds, examples_per_second, version, decision)
 
 
-def score_registered_ranker(version, test, metric: str) -> float:
-    """A registered ranker version's test metric, with its own encoder, on another run's test frame."""
+def predict_registered_ranker(version, test) -> np.ndarray:
+    """A registered ranker version's scores, with its own encoder, of another run's test frame."""
     import mlflow
 
     model = mlflow.tensorflow.load_model(f"models:/{version.name}/{version.version}")
     encoder = FeatureEncoder.from_dict(mlflow.artifacts.load_dict(f"runs:/{version.run_id}/{ENCODER_ARTIFACT}"))
-    return score_ranker(test[LABEL].to_numpy(), predict_in_batches(model, encoder.encode(test)))[metric]
+    return predict_in_batches(model, encoder.encode(test))
+
+
+def score_registered_ranker(version, test, metric: str) -> float:
+    """A registered ranker version's test metric on another run's test frame."""
+    return score_ranker(test[LABEL].to_numpy(), predict_registered_ranker(version, test))[metric]
+
+
+def compare_rankers(candidate_scores: np.ndarray, champion_version, test, metric: str) -> PairedDifference:
+    """Candidate and champion on the same test examples: the AUC difference with a bootstrap interval over users
+    (a user's examples stay together)."""
+    if metric != "auc":
+        raise PromotionError(f"the ranker gate compares AUC, paired over users; the catalogue asks for {metric}")
+    champion_scores = predict_registered_ranker(champion_version, test)
+    return compare_aucs(np.asarray(candidate_scores), champion_scores, test[LABEL].to_numpy(),
+                        test["user_id"].to_numpy())
 
 
 def register_ranker(entry: ModelEntry, trained: TrainedRanker, inputs: RankerInputs,
@@ -133,7 +148,8 @@ def register_ranker(entry: ModelEntry, trained: TrainedRanker, inputs: RankerInp
     if not gate:
         return version, None
     metric = entry.kind.gate_metric
+    candidate_scores = trained.score("test")
     decision = promote_if_better(mlflow.MlflowClient(), entry.kind.registered_model, version, metric,
-                                 score_champion=lambda champion: score_registered_ranker(champion, inputs.data.test,
-                                                                                         metric))
+                                 lambda champion, _: compare_rankers(candidate_scores, champion, inputs.data.test,
+                                                                     metric), entry.kind.gate_min_gain)
     return version, decision.describe()

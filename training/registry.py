@@ -1,5 +1,8 @@
-"""The champion gate: a new version takes the `champion` alias only if it beats the champion on the same test set.
-And its undo: a rollback gives `champion` back to an earlier version, with the reason recorded."""
+"""The champion gate: a new version takes the `champion` alias only if it beats the champion on the same test set by
+more than noise: candidate and champion are scored on the same users, and the 95 % bootstrap interval over users of
+their difference must lie wholly above the kind's minimum gain (0 by default). Otherwise the candidate becomes
+`challenger`, with the interval recorded on the version. And its undo: a rollback gives `champion` back to an
+earlier version, with the reason recorded."""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from eaglerec.contracts.names import CHALLENGER, CHAMPION, MODEL_TAG, TEST_SET_TAG
+from training.metrics import PairedDifference
 
 
 class PromotionError(Exception):
@@ -23,6 +27,9 @@ class PromotionDecision:
     champion_version: str | None
     champion_score: float | None
     promoted: bool
+    # candidate - champion on the candidate's test set, paired over users (None: no champion to compare with).
+    comparison: PairedDifference | None = None
+    min_gain: float = 0.0
 
     def describe(self) -> str:
         if self.champion_version == self.candidate_version:
@@ -32,8 +39,14 @@ class PromotionDecision:
                     f"({self.metric} {self.candidate_score:.4f})")
         verdict = "beats" if self.promoted else "does not beat"
         role = CHAMPION if self.promoted else CHALLENGER
-        return (f"{self.model_name} v{self.candidate_version} ({self.metric} {self.candidate_score:.4f}) {verdict} "
-                f"champion v{self.champion_version} ({self.champion_score:.4f}): it becomes {role}")
+        text = (f"{self.model_name} v{self.candidate_version} ({self.metric} {self.candidate_score:.4f}) {verdict} "
+                f"champion v{self.champion_version} ({self.champion_score:.4f})")
+        if self.comparison is not None:
+            where = "above" if self.promoted else "not wholly above"
+            text += (f": difference {self.comparison.difference:+.4f}, {100 * self.comparison.level:g} % interval "
+                     f"[{self.comparison.low:+.4f}, {self.comparison.high:+.4f}] over {self.comparison.users} users, "
+                     f"{where} {self.min_gain:g}")
+        return f"{text}: it becomes {role}"
 
 
 def read_test_score(client, version, metric: str) -> tuple[float, str | None]:
@@ -55,13 +68,14 @@ def describe_version(client, version, decision: PromotionDecision) -> str:
             f"{decision.candidate_score:.4f}. Gate: {decision.describe()}.")
 
 
-def promote_if_better(client, model_name: str, candidate_version: str, metric: str, higher_is_better: bool = True,
-                      score_champion: Callable[[object], float] | None = None) -> PromotionDecision:
-    """Move `champion` to the candidate only if it is strictly better; else mark it `challenger`. Log the decision.
+def promote_if_better(client, model_name: str, candidate_version: str, metric: str,
+                      compare: Callable[[object, bool], PairedDifference], min_gain: float = 0.0) -> PromotionDecision:
+    """Move `champion` to the candidate only if it beats the champion by more than noise; else mark it `challenger`.
+    Log the decision, the interval and the reason on the version.
 
-    Scores come from the runs' `test_<metric>`. If the champion was tested on another test set (tag `test_set`), it
-    is re-scored on the candidate's with `score_champion(champion_version)`; without that function it is an error.
-    """
+    compare(champion_version, same_test_set) scores both on the candidate's test set, paired over users; the champion
+    was tested on the same set when the runs' `test_set` tags match (else it is described to the model by its liked
+    movies only: the version may have learnt its users from other data)."""
     from mlflow.exceptions import MlflowException
 
     candidate = client.get_model_version(model_name, candidate_version)
@@ -70,35 +84,36 @@ def promote_if_better(client, model_name: str, candidate_version: str, metric: s
         champion = client.get_model_version_by_alias(model_name, CHAMPION)
     except MlflowException:
         champion = None
-
-    champion_score = None
-    if champion is not None and champion.version != candidate.version:
-        champion_score, champion_test_set = read_test_score(client, champion, metric)
-        if champion_test_set != candidate_test_set:
-            if score_champion is None:
-                raise PromotionError(f"{model_name}: champion v{champion.version} was tested on {champion_test_set}, "
-                                     f"the candidate on {candidate_test_set}; re-score the champion to compare")
-            champion_score = score_champion(champion)
     if champion is not None and champion.version == candidate.version:
         return PromotionDecision(model_name, metric, candidate.version, candidate_score, champion.version,
-                                 candidate_score, True)
-    better = champion_score is None or (candidate_score > champion_score if higher_is_better
-                                        else candidate_score < champion_score)
+                                 candidate_score, True, min_gain=min_gain)
+    comparison = None
+    if champion is not None:
+        comparison = compare(champion, read_test_score(client, champion, metric)[1] == candidate_test_set)
+    better = comparison is None or comparison.low > min_gain
     client.set_registered_model_alias(model_name, CHAMPION if better else CHALLENGER, candidate.version)
     if better:
         client.set_model_version_tag(model_name, candidate.version, WAS_CHAMPION_TAG, "true")
     decision = PromotionDecision(model_name, metric, candidate.version, candidate_score,
-                                 None if champion is None else champion.version, champion_score, better)
-    for key, value in {"promotion_decision": decision.describe(), "promotion_metric": metric,
-                       "promotion_candidate_score": str(candidate_score),
-                       "promotion_champion_score": str(champion_score),
-                       "promotion_champion_version": str(decision.champion_version)}.items():
+                                 None if champion is None else champion.version,
+                                 None if comparison is None else comparison.champion, better, comparison, min_gain)
+    tags = {"promotion_decision": decision.describe(), "promotion_metric": metric,
+            "promotion_candidate_score": str(candidate_score),
+            "promotion_champion_score": str(decision.champion_score),
+            "promotion_champion_version": str(decision.champion_version)}
+    if comparison is not None:
+        tags.update({"promotion_difference": f"{comparison.difference:.6f}",
+                     "promotion_interval": f"[{comparison.low:.6f}, {comparison.high:.6f}]",
+                     "promotion_min_gain": str(min_gain)})
+    for key, value in tags.items():
         client.set_model_version_tag(model_name, candidate.version, key, value)
     client.set_tag(candidate.run_id, "promotion_decision", decision.describe())
     client.update_model_version(model_name, candidate.version, description=describe_version(client, candidate,
                                                                                             decision))
-    if champion_score is not None:
-        client.log_metric(candidate.run_id, f"champion_test_{metric}", champion_score)
+    if comparison is not None:
+        client.log_metric(candidate.run_id, f"champion_test_{metric}", comparison.champion)
+        client.log_metric(candidate.run_id, f"champion_difference_low_{metric}", comparison.low)
+        client.log_metric(candidate.run_id, f"champion_difference_high_{metric}", comparison.high)
     return decision
 
 

@@ -19,7 +19,7 @@ from eaglerec.contracts.catalogue import ModelEntry
 from eaglerec.contracts.names import MODEL_TAG, TEST_SET_TAG
 from eaglerec.contracts.retrieval import EmbeddingRetriever, Retriever
 from eaglerec.settings import Paths
-from training.metrics import score_retriever
+from training.metrics import PairedDifference, compare_user_means, score_retriever, score_users
 from training.registry import promote_if_better
 from training.retrievers import RetrievalSplit, load_retrieval_split
 from training.tracking import TrainedRun, describe_lineage, name_run, read_git_commit, read_live_data
@@ -100,7 +100,7 @@ def train_retriever(entry: ModelEntry, params, paths: Paths, verbose: int = 0, g
             log_embedding_map(trained.served.movie_ids, trained.served.movie_vectors, paths)
         version = decision = None
         if entry.registered:
-            version, decision = register_retriever(entry, trained.served, split, gate)
+            version, decision = register_retriever(entry, trained.served, split, gate, trained.evaluated)
     return TrainedRun(entry.name, run.info.run_id, metrics, train_seconds, None, version, decision)
 
 
@@ -120,10 +120,23 @@ def score_registered_retriever(version, split: RetrievalSplit, metric: str) -> f
     return score_retriever(recommended, split.relevant["test"], len(split.index), (cutoff,))[metric]
 
 
+def compare_retrievers(candidate: Retriever, champion_version, split: RetrievalSplit, metric: str,
+                       same_test_set: bool) -> PairedDifference:
+    """Candidate and champion on the same test users: the difference of their mean per-user metric with a bootstrap
+    interval over users. The champion knows the users by id only if it was tested on the same data."""
+    cutoff = int(metric.rsplit("_", 1)[1])
+    users = sorted(split.relevant["test"])
+    champion = load_registered_retriever(f"models:/{champion_version.name}/{champion_version.version}")
+    per_user = [score_users(recommend(retriever, split, users, cutoff, anonymous), split.relevant["test"], cutoff,
+                            users)[metric]
+                for retriever, anonymous in ((candidate, False), (champion, not same_test_set))]
+    return compare_user_means(*per_user)
+
+
 def register_retriever(entry: ModelEntry, retriever: Retriever, split: RetrievalSplit,
-                       gate: bool = True) -> tuple[str, str | None]:
+                       gate: bool = True, evaluated: Retriever | None = None) -> tuple[str, str | None]:
     """Log the retriever as an MLflow model of the contract (its tables as artifacts, its type in the config),
-    register it and run the champion gate."""
+    register it and run the champion gate (the candidate compared as it was evaluated: `evaluated` if given)."""
     import mlflow
     from mlflow.models import ModelSignature
     from mlflow.types.schema import Array, ColSpec, ParamSchema, ParamSpec, Schema
@@ -152,5 +165,6 @@ def register_retriever(entry: ModelEntry, retriever: Retriever, split: Retrieval
         return version, None
     metric = entry.kind.gate_metric
     decision = promote_if_better(client, entry.kind.registered_model, version, metric,
-                                 score_champion=lambda champion: score_registered_retriever(champion, split, metric))
+                                 lambda champion, same: compare_retrievers(evaluated or retriever, champion, split,
+                                                                           metric, same), entry.kind.gate_min_gain)
     return version, decision.describe()

@@ -16,6 +16,7 @@ KINDS = ("ranker", "retriever")
 REQUIRED_KEYS = {"kind", "module", "description", "baseline", "registered", "default"}
 OPTIONAL_KEYS = {"params", "serve_latest", "aliases"}
 KIND_KEYS = {"experiment", "registered_model", "gate_metric"}
+OPTIONAL_KIND_KEYS = {"gate_min_gain"}
 
 
 class CatalogueError(ValueError):
@@ -30,6 +31,8 @@ class Kind:
     experiment: str
     registered_model: str
     gate_metric: str
+    # The gate promotes when the 95 % interval of (candidate - champion) lies wholly above this.
+    gate_min_gain: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -82,8 +85,9 @@ def parse_catalogue(text: str, source: str = CATALOGUE_FILE.name) -> ModelCatalo
     data = tomllib.loads(text)
     kinds = {}
     for name, table in data.get("kinds", {}).items():
-        if name not in KINDS or set(table) != KIND_KEYS:
-            raise CatalogueError(f"{source}: [kinds.{name}] must be one of {KINDS} with keys {sorted(KIND_KEYS)}")
+        if name not in KINDS or not KIND_KEYS <= set(table) <= KIND_KEYS | OPTIONAL_KIND_KEYS:
+            raise CatalogueError(f"{source}: [kinds.{name}] must be one of {KINDS} with keys {sorted(KIND_KEYS)} "
+                                 f"(optional: {sorted(OPTIONAL_KIND_KEYS)})")
         kinds[name] = Kind(name, **table)
     if set(kinds) != set(KINDS):
         raise CatalogueError(f"{source}: expected a [kinds.<kind>] table for each of {', '.join(KINDS)}")

@@ -11,8 +11,8 @@ from mlflow import MlflowClient
 from eaglerec.contracts.catalogue import load_catalogue
 from eaglerec.contracts.names import CHALLENGER, CHAMPION
 from eaglerec.contracts.retrieval import UserState
-from tests.conftest import running_tracking_server
-from training.compare import compare_models, write_comparison
+from tests.conftest import assert_gate_followed_its_intervals, running_tracking_server
+from training.compare import GATE_COLUMN, compare_models, write_comparison
 from training.promotion import promote
 from training.retrieval import load_registered_retriever, score_registered_retriever
 from training.retrievers import load_retrieval_split
@@ -121,13 +121,16 @@ def test_retriever_runs_log_validation_and_test_metrics_type_and_the_embedding_m
             (score, float(candidate)) for candidate, score in tried.items())[1]
 
 
-def test_the_champion_is_the_best_registered_retriever(runs, tracking_uri):
+def test_the_gate_promoted_exactly_the_retrievers_surely_better_than_the_champion_then(runs, tracking_uri):
     client = MlflowClient(tracking_uri)
     competing = [name for name in RETRIEVERS if load_catalogue().entry(name).registered]
     assert all(runs[name].version for name in competing)
-    # Versions were gated in training order; the strictly-better rule keeps the first of equal scores.
-    best = max(competing, key=lambda name: (runs[name].metrics["test_recall_at_10"], -competing.index(name)))
-    assert client.get_model_version_by_alias(RETRIEVER_MODEL, CHAMPION).run_id == runs[best].run_id
+    assert_gate_followed_its_intervals(client, RETRIEVER_MODEL, [runs[name].version for name in competing])
+    # The paired comparison scored each candidate as its run did: champion + difference = its logged test recall.
+    for name in competing[1:]:
+        tags = client.get_model_version(RETRIEVER_MODEL, runs[name].version).tags
+        paired = float(tags["promotion_champion_score"]) + float(tags["promotion_difference"])
+        assert paired == pytest.approx(runs[name].metrics["test_recall_at_10"], abs=1e-5), name
 
 
 def test_every_registered_retriever_answers_as_training_evaluated_it(runs, built_paths):
@@ -166,9 +169,9 @@ def test_re_scoring_a_champion_on_other_data_reproduces_item2vec_own_test_recall
 def test_promote_gates_an_older_version_again(runs, built_paths, tracking_uri):
     client = MlflowClient(tracking_uri)
     champion = client.get_model_version_by_alias(RETRIEVER_MODEL, CHAMPION).version
-    loser = next(runs[name].version for name in RETRIEVERS if runs[name].version != champion)
+    loser = runs["most_popular"].version  # the same list for everyone: far behind any personal champion
     decision = promote("retriever", loser, built_paths)
-    assert not decision.promoted and decision.champion_version == champion
+    assert not decision.promoted and decision.champion_version == champion and decision.comparison.high < 0
     assert client.get_model_version_by_alias(RETRIEVER_MODEL, CHALLENGER).version == loser
     assert promote("retriever", champion, built_paths).describe().endswith("is already the champion")
 
@@ -187,6 +190,9 @@ def test_the_comparison_table_lists_every_retriever_with_its_logged_figures(runs
         assert table.at[name, "version"] == f"v{outcome.version}"
         assert (table.at[name, "alias"] == "champion") == (outcome.version == champion)
         assert table.at[name, "alias"] in ("champion", "challenger", "")
+        tags = client.get_model_version(RETRIEVER_MODEL, outcome.version).tags
+        if "promotion_interval" in tags:
+            assert table.at[name, GATE_COLUMN].startswith(f"{float(tags['promotion_difference']):+.4f} [")
     written = write_comparison(comparison, built_paths)
     markdown = written["md"].read_text()
     assert f"| two_tower | {runs['two_tower'].metrics['test_recall_at_10']:.4f} |" in markdown
