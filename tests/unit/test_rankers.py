@@ -14,6 +14,7 @@ from eaglerec.contracts.catalogue import load_catalogue  # noqa: E402
 from eaglerec.contracts.encoding import FeatureEncoder  # noqa: E402
 from eaglerec.contracts.features import FEATURES  # noqa: E402
 from training.rankers import RankerInputs  # noqa: E402
+from training.rankers.dcn_v2 import CrossLayer  # noqa: E402
 from training.rankers.deepfm import FactorizationMachine  # noqa: E402
 from training.rankers.din import LocalActivationUnit  # noqa: E402
 from training.train import resolve_params  # noqa: E402
@@ -60,6 +61,15 @@ def test_the_fm_term_equals_the_sum_of_pairwise_dot_products():
     fields = np.array([[[1.0, 2.0], [3.0, 4.0], [-1.0, 0.5]]], dtype=np.float32)
     pairwise = sum(fields[0, i] @ fields[0, j] for i in range(3) for j in range(i + 1, 3))
     assert float(np.asarray(FactorizationMachine()(fields))[0, 0]) == pytest.approx(pairwise)
+
+
+def test_a_cross_layer_is_x0_times_the_affine_map_of_xl_plus_xl():
+    # x0 = (1, 2), xl = (3, -1), W = [[1, 2], [0, 1]], b = (0.5, -1): xl W + b = (3.5, 4); x0 * that + xl = (6.5, 7).
+    layer = CrossLayer()
+    first, previous = np.array([[1.0, 2.0]], np.float32), np.array([[3.0, -1.0]], np.float32)
+    layer([first, previous])
+    layer.set_weights([np.array([[1.0, 2.0], [0.0, 1.0]], np.float32), np.array([0.5, -1.0], np.float32)])
+    assert np.asarray(layer([first, previous])).tolist() == [[6.5, 7.0]]
 
 
 def test_attention_ignores_padded_liked_movies_and_keeps_its_config():
