@@ -4,10 +4,11 @@ A retriever declares its `retriever_type` and answers
 - `retrieve(user, k, exclude)`: the user's top k movies, best first, the movies in `exclude` left out;
 - `similar(movie_id, k)`: the k movies it would propose next to one movie (none if it knows nothing of that movie).
 
-Three types exist: embedding tables, an item-by-item matrix and a popularity list; a new kind of model (a sequential
-one, say) adds a type here. A trained retriever is saved as artifacts (`save`) and registered as an MLflow model whose
-config names its type (retriever_model.py); the service loads it back through MLflow, so training evaluates and the
-service serves the same code on the same tables. Scores are numpy arrays in the retriever's own movie order."""
+Four types exist: embedding tables, an item-by-item matrix, a popularity list and a sequence encoder (run in numpy
+here, trained in Keras); a new kind of model adds a type here. A trained retriever is saved as artifacts (`save`)
+and registered as an MLflow model whose config names its type (retriever_model.py); the service loads it back
+through MLflow, so training evaluates and the service serves the same code on the same tables. Scores are numpy
+arrays in the retriever's own movie order."""
 
 from __future__ import annotations
 
@@ -241,7 +242,99 @@ class PopularityRetriever(MovieScores):
         return cls(movies["movie_id"].to_numpy(), movies["popularity_prior"].to_numpy())
 
 
-RETRIEVER_TYPES = {kind.retriever_type: kind for kind in (EmbeddingRetriever, ItemItemRetriever, PopularityRetriever)}
+def normalise_layer(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, epsilon: float) -> np.ndarray:
+    """Layer normalisation over the last axis, as Keras's LayerNormalization computes it."""
+    mean = x.mean(axis=-1, keepdims=True)
+    variance = ((x - mean) ** 2).mean(axis=-1, keepdims=True)
+    return (x - mean) / np.sqrt(variance + epsilon) * gamma + beta
+
+
+def encode_sequences(weights: dict[str, np.ndarray], positions: np.ndarray, blocks: int,
+                     epsilon: float) -> np.ndarray:
+    """The sequential retriever's encoder (SASRec: causal self-attention blocks) in numpy, what its Keras twin in
+    training computes: positions (batch, length) are table rows, 0 = padding on the left; returns (batch, length, d),
+    each position having seen only itself and the positions before it."""
+    table = weights["movie_table"]
+    length = positions.shape[1]
+    x = table[positions] * np.sqrt(table.shape[1]) + weights["position_table"][np.newaxis, -length:]
+    real = positions > 0
+    x = x * real[..., np.newaxis]
+    # Query i may attend to key j when j <= i and j is a movie: a large negative elsewhere (never -inf: a padded
+    # query sees no key at all and would give NaN; padded positions are never read).
+    allowed = np.tril(np.ones((length, length), dtype=bool))[np.newaxis] & real[:, np.newaxis, :]
+    for block in range(blocks):
+        w = {name.split("/", 1)[1]: value for name, value in weights.items() if name.startswith(f"block{block}/")}
+        h = normalise_layer(x, w["attention_norm_gamma"], w["attention_norm_beta"], epsilon)
+        queries, keys, values = h @ w["query"], h @ w["key"], h @ w["value"]
+        logits = queries @ keys.transpose(0, 2, 1) / np.sqrt(queries.shape[-1])
+        logits = np.where(allowed, logits, -1e9)
+        logits = logits - logits.max(axis=-1, keepdims=True)
+        attention = np.exp(logits)
+        attention = attention / attention.sum(axis=-1, keepdims=True)
+        x = x + attention @ values
+        h = normalise_layer(x, w["feed_norm_gamma"], w["feed_norm_beta"], epsilon)
+        x = x + np.maximum(h @ w["feed_in"] + w["feed_in_bias"], 0) @ w["feed_out"] + w["feed_out_bias"]
+        x = x * real[..., np.newaxis]
+    return normalise_layer(x, weights["output_norm_gamma"], weights["output_norm_beta"], epsilon)
+
+
+class SequentialRetriever(MovieScores):
+    """A sequence model (SASRec): the user is what a causal self-attention encoder makes of their last `max_length`
+    liked movies in time order; score = its dot product with each movie's vector (the encoder's own input table) +
+    popularity_weight * prior. A user without likes gets the popular movies; similar(m) is what follows m alone."""
+
+    retriever_type = "sequential"
+
+    def __init__(self, movie_ids, weights: dict[str, np.ndarray], popularity_prior, popularity_weight: float,
+                 max_length: int, blocks: int, epsilon: float):
+        super().__init__(movie_ids, popularity_prior, popularity_weight)
+        self.weights = {name: np.asarray(value, dtype=np.float32) for name, value in weights.items()}
+        self.max_length, self.blocks, self.epsilon = int(max_length), int(blocks), float(epsilon)
+        # Row 0 of the table is padding; movie i of movie_ids is row i + 1.
+        self.movie_vectors = self.weights["movie_table"][1:]
+
+    @property
+    def config(self) -> dict:
+        return {"popularity_weight": self.popularity_weight, "max_length": self.max_length, "blocks": self.blocks,
+                "epsilon": self.epsilon}
+
+    def encode(self, liked_latest_first) -> np.ndarray | None:
+        """The user vector of liked movies given most recent first (None when none is known)."""
+        rows = [position + 1 for position in self.positions_of(liked_latest_first)][:self.max_length]
+        if not rows:
+            return None
+        sequence = np.zeros((1, self.max_length), dtype=np.int64)
+        sequence[0, self.max_length - len(rows):] = rows[::-1]
+        return encode_sequences(self.weights, sequence, self.blocks, self.epsilon)[0, -1]
+
+    def retrieve(self, user: UserState, k: int, exclude: Collection[int] = ()) -> Retrieved:
+        vector = self.encode(user.liked_movie_ids)
+        scores = self.prior.astype(np.float64) if vector is None else self.movie_vectors @ vector + self.prior
+        return self.take_top(scores, k, exclude)
+
+    def similar(self, movie_id: int, k: int) -> Retrieved:
+        if movie_id not in self.position:
+            return self.take_top(np.empty(0), 0)
+        scores = (self.movie_vectors @ self.encode([movie_id]) + self.prior).astype(np.float64)
+        scores[self.position[movie_id]] = -np.inf
+        return self.take_top(scores, k)
+
+    def save(self, folder: Path) -> dict[str, str]:
+        path = folder / "sequence_encoder.npz"
+        np.savez(path, **{name.replace("/", "__"): value for name, value in self.weights.items()})
+        return {MOVIES_ARTIFACT: self.save_movies(folder), "sequence_encoder": str(path)}
+
+    @classmethod
+    def load(cls, artifacts: dict[str, str], config: dict) -> SequentialRetriever:
+        movies = cls.read_movies(artifacts)
+        with np.load(artifacts["sequence_encoder"]) as saved:
+            weights = {name.replace("__", "/"): saved[name] for name in saved.files}
+        return cls(movies["movie_id"].to_numpy(), weights, movies["popularity_prior"].to_numpy(),
+                   config["popularity_weight"], config["max_length"], config["blocks"], config["epsilon"])
+
+
+RETRIEVER_TYPES = {kind.retriever_type: kind for kind in (EmbeddingRetriever, ItemItemRetriever, PopularityRetriever,
+                                                          SequentialRetriever)}
 
 
 def load_retriever(artifacts: dict[str, str], config: dict) -> Retriever:

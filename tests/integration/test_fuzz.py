@@ -27,7 +27,8 @@ def test_no_request_gets_a_server_error_and_every_error_is_json(fuzzed_service):
     operations = [result.ok() for result in schema.get_all_operations()]
     assert {operation.path for operation in operations} == {
         "/recommend", "/similar", "/movies/{movie_id}", "/users/{user_id}", "/genres/{genre}", "/genres", "/search",
-        "/events", "/admin/reload", "/getmovie", "/getuser", "/getsimilarmovie", "/getrecommendation", "/getrecforyou"}
+        "/events", "/admin/reload", "/getmovie", "/getuser", "/getsimilarmovie", "/getrecommendation", "/getrecforyou",
+        "/metrics", "/healthz", "/readyz"}
     problems = []
     for operation in operations:
 
