@@ -25,7 +25,8 @@ RETRIEVER_MODEL = load_catalogue().kinds["retriever"].registered_model
 SMALL = {"two_tower": {"embedding_dim": 8, "hidden_units": 16, "epochs": 1},
          "item2vec": {"embedding_dim": 8, "epochs": 1},
          "deepwalk": {"embedding_dim": 8, "epochs": 1, "walks_per_movie": 1},
-         "ease": {"lambdas": (100.0, 500.0)}, "item_knn": {"neighbours": (20, 100)}}
+         "ease": {"lambdas": (100.0, 500.0)}, "item_knn": {"neighbours": (20, 100)},
+         "sasrec": {"embedding_dim": 8, "blocks": 1, "max_length": 10, "epochs": 1}}
 
 
 @pytest.fixture(scope="module")
