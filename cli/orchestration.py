@@ -251,10 +251,11 @@ def run_pipeline(paths: Paths, conf: dict, port: int = DEFAULT_AIRFLOW_PORT, sho
         state = client.call(f"/dags/{dag_id}/dagRuns/{run_id}")["state"]
         show(f"{dag_id}: {state} in {time.monotonic() - started:.0f} s")
         if state != "success":
-            failed = sorted(task for task, instance in tasks.items()
-                            if instance["state"] in ("failed", "upstream_failed"))
-            raise AirflowError(f"{dag_id} run {run_id} {state}; failed tasks: {', '.join(failed)}; logs under "
-                               f"{airflow_home(paths) / 'logs'}")
+            failed = sorted(task for task, instance in tasks.items() if instance["state"] == "failed")
+            skipped = sorted(task for task, instance in tasks.items() if instance["state"] == "upstream_failed")
+            raise AirflowError(f"{dag_id} run {run_id} {state}; failed tasks: {', '.join(failed)}"
+                               + (f" (not run after it: {', '.join(skipped)})" if skipped else "")
+                               + f"; logs under {airflow_home(paths) / 'logs'}")
         if any(instance["state"] == "skipped" for instance in tasks.values()):
             show(f"{dag_id}: nothing changed since the marts were built; the chain stops here (rebuild=true forces it)")
             break
