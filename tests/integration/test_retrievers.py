@@ -107,7 +107,7 @@ def test_retriever_runs_log_validation_and_test_metrics_type_and_the_embedding_m
         for split in ("validation", "test"):
             for metric in ("recall_at_10", "ndcg_at_10", "hit_rate_at_100", "coverage_at_100"):
                 assert 0 <= run.data.metrics[f"{split}_{metric}"] <= 1
-        assert run.data.tags["retriever_type"] in ("embedding", "item_item", "popularity")
+        assert run.data.tags["retriever_type"] in ("embedding", "item_item", "popularity", "sequential")
         version = client.get_model_version(RETRIEVER_MODEL, outcome.version)
         assert (version.tags["model"], version.tags["retriever_type"]) == (name, run.data.tags["retriever_type"])
         if run.data.tags["retriever_type"] == "embedding":

@@ -82,5 +82,6 @@ def test_a_saved_retriever_loads_back_by_its_declared_type_and_answers_the_same(
 
 
 def test_an_unknown_retriever_type_is_refused_by_name():
-    with pytest.raises(ValueError, match="retriever_type 'sequential': expected one of embedding, item_item"):
-        load_retriever({}, {"retriever_type": "sequential"})
+    with pytest.raises(ValueError, match="retriever_type 'graph': expected one of embedding, item_item, popularity, "
+                                         "sequential"):
+        load_retriever({}, {"retriever_type": "graph"})
