@@ -6,6 +6,7 @@ from __future__ import annotations
 from eaglerec.contracts.catalogue import load_catalogue
 from eaglerec.settings import Paths
 from training.registry import PromotionDecision, PromotionError, promote_if_better
+from training.tracking import load_test_answers
 
 
 def find_latest_version(client, model_name: str) -> str:
@@ -37,20 +38,30 @@ def promote(kind: str, version: str | None = None, paths: Paths | None = None) -
     version = version or find_latest_version(client, settings.registered_model)
     metric = settings.gate_metric
     candidate = client.get_model_version(settings.registered_model, version)
+    answers = load_test_answers(candidate.run_id)
     if kind == "ranker":
         from training.data import load_ranking_data
-        from training.ranking import compare_rankers, predict_registered_ranker
+        from training.ranking import compare_rankers, describe_test_examples, predict_registered_ranker
 
         user_fraction = float(client.get_run(candidate.run_id).data.params.get("user_fraction", 1.0))
 
-        def compare(champion, _same_test_set):
-            test = load_ranking_data(paths, user_fraction).test
-            return compare_rankers(predict_registered_ranker(candidate, test), champion, test, metric)
-    else:
-        from training.retrieval import compare_retrievers, load_registered_retriever
-        from training.retrievers import load_retrieval_split
+        def load_test():
+            return load_ranking_data(paths, user_fraction).test
+
+        if answers is None:  # a run from before test answers were logged: score its model now
+            test = load_test()
+            answers = describe_test_examples(test, predict_registered_ranker(candidate, test))
 
         def compare(champion, same_test_set):
+            return compare_rankers(answers, champion, load_test, metric, same_test_set)
+    else:
+        from training.retrieval import compare_retrievers, describe_test_users, load_registered_retriever
+        from training.retrievers import load_retrieval_split
+
+        if answers is None:  # as above; described by liked movies only, as a champion from other data would be
             retriever = load_registered_retriever(f"models:/{candidate.name}/{candidate.version}")
-            return compare_retrievers(retriever, champion, load_retrieval_split(paths), metric, same_test_set)
+            answers = describe_test_users(retriever, load_retrieval_split(paths), anonymous=True)
+
+        def compare(champion, same_test_set):
+            return compare_retrievers(answers, champion, load_retrieval_split(paths), metric, same_test_set)
     return promote_if_better(client, settings.registered_model, version, metric, compare, settings.gate_min_gain)

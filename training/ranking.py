@@ -8,6 +8,7 @@ from dataclasses import asdict
 from importlib import import_module
 
 import numpy as np
+import pandas as pd
 
 from eaglerec.contracts.catalogue import CatalogueError, ModelEntry
 from eaglerec.contracts.encoding import FeatureEncoder
@@ -21,7 +22,9 @@ from training.registry import PromotionError, promote_if_better
 from training.tracking import (
     TrainedRun,
     describe_lineage,
+    load_test_answers,
     log_keras_model,
+    log_test_answers,
     name_run,
     read_git_commit,
     read_live_data,
@@ -99,10 +102,12 @@ def train_ranker(entry: ModelEntry, params, paths: Paths, user_fraction: float =
         mlflow.log_metrics({**metrics, "train_seconds": train_seconds,
                             "train_examples_per_second": examples_per_second})
         log_curves(inputs.labels["test"], scores["test"], trained.history)
+        answers = describe_test_examples(inputs.data.test, scores["test"])
+        log_test_answers(answers)
         mlflow.log_dict(inputs.encoder.to_dict(), ENCODER_ARTIFACT)
         version = decision = None
         if entry.registered:
-            version, decision = register_ranker(entry, trained, inputs, gate)
+            version, decision = register_ranker(entry, trained, inputs, answers, gate)
     return TrainedRun(entry.name, run.info.run_id, metrics, train_seconds, examples_per_second, version, decision)
 
 
@@ -120,17 +125,33 @@ def score_registered_ranker(version, test, metric: str) -> float:
     return score_ranker(test[LABEL].to_numpy(), predict_registered_ranker(version, test))[metric]
 
 
-def compare_rankers(candidate_scores: np.ndarray, champion_version, test, metric: str) -> PairedDifference:
-    """Candidate and champion on the same test examples: the AUC difference with a bootstrap interval over users
-    (a user's examples stay together)."""
+def describe_test_examples(test, scores: np.ndarray) -> pd.DataFrame:
+    """Each test example's score, by its row in the test frame (the run's test answers the champion gate pairs)."""
+    return pd.DataFrame({"row": np.arange(len(test)), "user_id": test["user_id"].to_numpy(),
+                         "label": test[LABEL].to_numpy(), "score": np.asarray(scores, dtype=float)})
+
+
+def compare_rankers(candidate: pd.DataFrame, champion_version, test, metric: str,
+                    same_test_set: bool) -> PairedDifference:
+    """Candidate and champion on the same test examples: the AUC difference with a bootstrap interval over users (a
+    user's examples stay together). The champion's scores are its own run's when it was tested on the same set, else
+    it scores the candidate's test frame here (`test`, loaded only then: a callable)."""
     if metric != "auc":
         raise PromotionError(f"the ranker gate compares AUC, paired over users; the catalogue asks for {metric}")
-    champion_scores = predict_registered_ranker(champion_version, test)
-    return compare_aucs(np.asarray(candidate_scores), champion_scores, test[LABEL].to_numpy(),
-                        test["user_id"].to_numpy())
+    champion = load_test_answers(champion_version.run_id) if same_test_set else None
+    if champion is None:
+        frame = test()
+        champion = describe_test_examples(frame, predict_registered_ranker(champion_version, frame))
+    paired = candidate.merge(champion[["row", "user_id", "score"]], on=["row", "user_id"],
+                             suffixes=("", "_champion"), validate="one_to_one")
+    if len(paired) != len(candidate):
+        raise PromotionError(f"the champion's test answers cover {len(paired)} of the candidate's {len(candidate)} "
+                             "examples: not the same test set")
+    return compare_aucs(paired["score"].to_numpy(), paired["score_champion"].to_numpy(), paired["label"].to_numpy(),
+                        paired["user_id"].to_numpy())
 
 
-def register_ranker(entry: ModelEntry, trained: TrainedRanker, inputs: RankerInputs,
+def register_ranker(entry: ModelEntry, trained: TrainedRanker, inputs: RankerInputs, answers: pd.DataFrame,
                     gate: bool = True) -> tuple[str, str | None]:
     """Log the Keras model with signature and input example, register it, and run the champion gate (a champion
     tested on other data is re-scored on this run's test set first)."""
@@ -148,8 +169,7 @@ def register_ranker(entry: ModelEntry, trained: TrainedRanker, inputs: RankerInp
     if not gate:
         return version, None
     metric = entry.kind.gate_metric
-    candidate_scores = trained.score("test")
     decision = promote_if_better(mlflow.MlflowClient(), entry.kind.registered_model, version, metric,
-                                 lambda champion, _: compare_rankers(candidate_scores, champion, inputs.data.test,
-                                                                     metric), entry.kind.gate_min_gain)
+                                 lambda champion, same: compare_rankers(answers, champion, lambda: inputs.data.test,
+                                                                        metric, same), entry.kind.gate_min_gain)
     return version, decision.describe()

@@ -20,9 +20,17 @@ from eaglerec.contracts.names import MODEL_TAG, TEST_SET_TAG
 from eaglerec.contracts.retrieval import EmbeddingRetriever, Retriever
 from eaglerec.settings import Paths
 from training.metrics import PairedDifference, compare_user_means, score_retriever, score_users
-from training.registry import promote_if_better
+from training.registry import PromotionError, promote_if_better
 from training.retrievers import RetrievalSplit, load_retrieval_split
-from training.tracking import TrainedRun, describe_lineage, name_run, read_git_commit, read_live_data
+from training.tracking import (
+    TrainedRun,
+    describe_lineage,
+    load_test_answers,
+    log_test_answers,
+    name_run,
+    read_git_commit,
+    read_live_data,
+)
 
 CUTOFFS = (10, 50, 100)
 # MLflow runs this file to load a registered retriever; it needs the eaglerec package (contracts) besides these.
@@ -94,13 +102,16 @@ def train_retriever(entry: ModelEntry, params, paths: Paths, verbose: int = 0, g
                             for name, score in trained.tuning_scores.items()})
         for epoch, loss in enumerate(trained.losses, start=1):
             mlflow.log_metric("loss", loss, step=epoch)
-        metrics = evaluate_retriever(trained.evaluated or trained.served, split)
+        evaluated = trained.evaluated or trained.served
+        metrics = evaluate_retriever(evaluated, split)
         mlflow.log_metrics({**metrics, "train_seconds": train_seconds})
+        answers = describe_test_users(evaluated, split)
+        log_test_answers(answers)
         if isinstance(trained.served, EmbeddingRetriever):
             log_embedding_map(trained.served.movie_ids, trained.served.movie_vectors, paths)
         version = decision = None
         if entry.registered:
-            version, decision = register_retriever(entry, trained.served, split, gate, trained.evaluated)
+            version, decision = register_retriever(entry, trained.served, split, answers, gate)
     return TrainedRun(entry.name, run.info.run_id, metrics, train_seconds, None, version, decision)
 
 
@@ -120,23 +131,35 @@ def score_registered_retriever(version, split: RetrievalSplit, metric: str) -> f
     return score_retriever(recommended, split.relevant["test"], len(split.index), (cutoff,))[metric]
 
 
-def compare_retrievers(candidate: Retriever, champion_version, split: RetrievalSplit, metric: str,
-                       same_test_set: bool) -> PairedDifference:
-    """Candidate and champion on the same test users: the difference of their mean per-user metric with a bootstrap
-    interval over users. The champion knows the users by id only if it was tested on the same data."""
-    cutoff = int(metric.rsplit("_", 1)[1])
+def describe_test_users(retriever: Retriever, split: RetrievalSplit, cutoff: int = 10,
+                        anonymous: bool = False) -> pd.DataFrame:
+    """Each test user's metrics at cutoff (the run's test answers the champion gate pairs)."""
     users = sorted(split.relevant["test"])
-    champion = load_registered_retriever(f"models:/{champion_version.name}/{champion_version.version}")
-    per_user = [score_users(recommend(retriever, split, users, cutoff, anonymous), split.relevant["test"], cutoff,
-                            users)[metric]
-                for retriever, anonymous in ((candidate, False), (champion, not same_test_set))]
-    return compare_user_means(*per_user)
+    scores = score_users(recommend(retriever, split, users, cutoff, anonymous), split.relevant["test"], cutoff, users)
+    return pd.DataFrame({"user_id": users, **scores})
 
 
-def register_retriever(entry: ModelEntry, retriever: Retriever, split: RetrievalSplit,
-                       gate: bool = True, evaluated: Retriever | None = None) -> tuple[str, str | None]:
+def compare_retrievers(candidate: pd.DataFrame, champion_version, split: RetrievalSplit, metric: str,
+                       same_test_set: bool) -> PairedDifference:
+    """Candidate and champion on the same test users, paired: the difference of their mean per-user metric with a
+    bootstrap interval over users. The champion's answers are its own run's when it was tested on the same data
+    (a served model may know later ratings of its users: re-scoring it on this test set would leak them); else it is
+    re-scored here, its users described by their liked training movies only."""
+    champion = load_test_answers(champion_version.run_id) if same_test_set else None
+    if champion is None:
+        served = load_registered_retriever(f"models:/{champion_version.name}/{champion_version.version}")
+        champion = describe_test_users(served, split, int(metric.rsplit("_", 1)[1]), anonymous=True)
+    paired = candidate.merge(champion, on="user_id", suffixes=("", "_champion"), validate="one_to_one")
+    if len(paired) != len(candidate):
+        raise PromotionError(f"the champion's test answers cover {len(paired)} of the candidate's {len(candidate)} "
+                             "users: not the same test set")
+    return compare_user_means(paired[metric].to_numpy(), paired[f"{metric}_champion"].to_numpy())
+
+
+def register_retriever(entry: ModelEntry, retriever: Retriever, split: RetrievalSplit, answers: pd.DataFrame,
+                       gate: bool = True) -> tuple[str, str | None]:
     """Log the retriever as an MLflow model of the contract (its tables as artifacts, its type in the config),
-    register it and run the champion gate (the candidate compared as it was evaluated: `evaluated` if given)."""
+    register it and run the champion gate on its test answers."""
     import mlflow
     from mlflow.models import ModelSignature
     from mlflow.types.schema import Array, ColSpec, ParamSchema, ParamSpec, Schema
@@ -165,6 +188,6 @@ def register_retriever(entry: ModelEntry, retriever: Retriever, split: Retrieval
         return version, None
     metric = entry.kind.gate_metric
     decision = promote_if_better(client, entry.kind.registered_model, version, metric,
-                                 lambda champion, same: compare_retrievers(evaluated or retriever, champion, split,
-                                                                           metric, same), entry.kind.gate_min_gain)
+                                 lambda champion, same: compare_retrievers(answers, champion, split, metric, same),
+                                 entry.kind.gate_min_gain)
     return version, decision.describe()

@@ -137,3 +137,32 @@ def log_keras_model(model, name: str, example: dict, signature, registered_model
         return mlflow.tensorflow.log_model(model, name=name, signature=signature, input_example=example,
                                            pip_requirements=KERAS_MODEL_REQUIREMENTS,
                                            registered_model_name=registered_model_name)
+
+
+def log_test_answers(answers) -> None:
+    """Log a run's test answers (a DataFrame) as the TEST_ANSWERS_ARTIFACT of the active run."""
+    import tempfile
+
+    import mlflow
+
+    from eaglerec.contracts.names import TEST_ANSWERS_ARTIFACT
+
+    folder, name = TEST_ANSWERS_ARTIFACT.rsplit("/", 1)
+    with tempfile.TemporaryDirectory() as scratch:
+        path = Path(scratch) / name
+        answers.to_parquet(path, index=False)
+        mlflow.log_artifact(str(path), folder)
+
+
+def load_test_answers(run_id: str):
+    """A run's test answers, or None for a run that logged none (trained before they were logged)."""
+    import mlflow
+    import pandas as pd
+    from mlflow.exceptions import MlflowException
+
+    from eaglerec.contracts.names import TEST_ANSWERS_ARTIFACT
+
+    try:
+        return pd.read_parquet(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=TEST_ANSWERS_ARTIFACT))
+    except (MlflowException, OSError):
+        return None

@@ -23,6 +23,10 @@ RANKER_SERVICE = "ranker_v1"
 USER_STATE_SERVICE = "user_state_v1"
 MOVIE_STATE_SERVICE = "movie_state_v1"
 
+# Every run's test answers, unit by unit (rankers: each test example's score; retrievers: each test user's metrics),
+# logged as this artifact: the champion gate pairs two runs on them without re-scoring a model.
+TEST_ANSWERS_ARTIFACT = "evaluation/test_answers.parquet"
+
 # Written by the raw gate into a dataset's raw folder when every file passed: the files' checksums.
 RAW_GATE_RECORD = "_gate.json"
 # What the raw gate does with rows that break a row rule: stop the run (the default), or drop them into a quarantine
