@@ -125,9 +125,13 @@ def score_registered_ranker(version, test, metric: str) -> float:
     return score_ranker(test[LABEL].to_numpy(), predict_registered_ranker(version, test))[metric]
 
 
+# What names a test example: the point-in-time join returns the test frame in no fixed order.
+EXAMPLE_KEY = ["user_id", "movie_id", "rated_at"]
+
+
 def describe_test_examples(test, scores: np.ndarray) -> pd.DataFrame:
-    """Each test example's score, by its row in the test frame (the run's test answers the champion gate pairs)."""
-    return pd.DataFrame({"row": np.arange(len(test)), "user_id": test["user_id"].to_numpy(),
+    """Each test example's score, by its key (the run's test answers the champion gate pairs)."""
+    return pd.DataFrame({**{column: test[column].to_numpy() for column in EXAMPLE_KEY},
                          "label": test[LABEL].to_numpy(), "score": np.asarray(scores, dtype=float)})
 
 
@@ -142,8 +146,8 @@ def compare_rankers(candidate: pd.DataFrame, champion_version, test, metric: str
     if champion is None:
         frame = test()
         champion = describe_test_examples(frame, predict_registered_ranker(champion_version, frame))
-    paired = candidate.merge(champion[["row", "user_id", "score"]], on=["row", "user_id"],
-                             suffixes=("", "_champion"), validate="one_to_one")
+    paired = candidate.merge(champion[[*EXAMPLE_KEY, "score"]], on=EXAMPLE_KEY, suffixes=("", "_champion"),
+                             validate="one_to_one")
     if len(paired) != len(candidate):
         raise PromotionError(f"the champion's test answers cover {len(paired)} of the candidate's {len(candidate)} "
                              "examples: not the same test set")
