@@ -60,8 +60,13 @@ def weighted_auc(scores: np.ndarray, labels: np.ndarray, weights: np.ndarray) ->
     """ROC AUC with example weights (ties count one half): the chance a weighted positive outscores a weighted
     negative. With unit weights it is sklearn's roc_auc_score."""
     levels, inverse = np.unique(scores, return_inverse=True)
-    positive = np.bincount(inverse, weights=weights * labels, minlength=len(levels))
-    negative = np.bincount(inverse, weights=weights * (1 - labels), minlength=len(levels))
+    return auc_of_levels(inverse, len(levels), labels, weights)
+
+
+def auc_of_levels(inverse: np.ndarray, levels: int, labels: np.ndarray, weights: np.ndarray) -> float:
+    """weighted_auc from each example's score level (np.unique's inverse): a bootstrap ranks the scores once."""
+    positive = np.bincount(inverse, weights=weights * labels, minlength=levels)
+    negative = np.bincount(inverse, weights=weights * (1 - labels), minlength=levels)
     below = np.cumsum(negative) - negative
     return float((positive * (below + 0.5 * negative)).sum() / (positive.sum() * negative.sum()))
 
@@ -106,8 +111,9 @@ def compare_aucs(candidate: np.ndarray, champion: np.ndarray, labels: np.ndarray
     labels = np.asarray(labels, dtype=float)
     ids, user_of_example = np.unique(users, return_inverse=True)
     counts = resample_users(len(ids), resamples, seed)
-    differences = [weighted_auc(candidate, labels, row[user_of_example])
-                   - weighted_auc(champion, labels, row[user_of_example]) for row in counts]
+    ranked = [np.unique(scores, return_inverse=True) for scores in (candidate, champion)]
+    differences = [auc_of_levels(ranked[0][1], len(ranked[0][0]), labels, row[user_of_example])
+                   - auc_of_levels(ranked[1][1], len(ranked[1][0]), labels, row[user_of_example]) for row in counts]
     low, high = np.quantile(differences, [(1 - level) / 2, (1 + level) / 2])
     ones = np.ones(len(labels))
     return PairedDifference(weighted_auc(candidate, labels, ones), weighted_auc(champion, labels, ones), float(low),

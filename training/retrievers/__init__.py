@@ -112,6 +112,25 @@ def score_on_validation(retriever: Retriever, split: RetrievalSplit, cutoff: int
     return score_retriever(recommended, users, len(split.index), (cutoff,))[f"recall_at_{cutoff}"]
 
 
+# Item-item retrievers' popularity term: it only breaks ties (their weights exceed it wherever they count), and it is
+# all a user without likes gets.
+TIE_BREAK_WEIGHT = 1e-6
+
+
+def train_tuned_item_item(split: RetrievalSplit, parameter: str, values, weigh) -> TrainedRetriever:
+    """An item-item retriever over the user's last LIKED_MOVIE_COUNT likes, its one hyperparameter chosen on
+    validation: weigh(value) gives the catalogue-sized movie x movie weights for a value."""
+    from eaglerec.contracts.names import LIKED_MOVIE_COUNT
+    from eaglerec.contracts.retrieval import ItemItemRetriever
+
+    prior = popularity_prior(split.count_popularity())
+    value, retriever, scores = tune_on_validation(
+        split, lambda value: ItemItemRetriever(split.movie_ids, weigh(value), prior, TIE_BREAK_WEIGHT,
+                                               seeds=LIKED_MOVIE_COUNT), values)
+    return TrainedRetriever(retriever, tuned={parameter: value},
+                            tuning_scores={f"{parameter}_{candidate:g}": score for candidate, score in scores.items()})
+
+
 def tune_on_validation(split: RetrievalSplit, build, values) -> tuple[object, Retriever, dict]:
     """Build a retriever for each value of one hyperparameter and keep the best on validation Recall@10 (ties: the
     first value). Returns the value, its retriever and every value's score."""

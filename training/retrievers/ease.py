@@ -10,19 +10,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from eaglerec.contracts.names import LIKED_MOVIE_COUNT
-from eaglerec.contracts.retrieval import ItemItemRetriever
 from training.retrievers import (
     RetrievalSplit,
     TrainedRetriever,
     build_liked_matrix,
     keep_top_per_row,
-    popularity_prior,
-    tune_on_validation,
+    train_tuned_item_item,
 )
-
-# Only breaks ties (EASE's weights are larger than this wherever they count); all a user without likes gets.
-PRIOR_WEIGHT = 1e-6
 
 
 @dataclass(frozen=True)
@@ -46,16 +40,9 @@ def fit_ease(liked, penalty: float) -> np.ndarray:
 
 def train(split: RetrievalSplit, params: Params, verbose: int = 0) -> TrainedRetriever:
     liked = build_liked_matrix(split)
-    counts = np.asarray(liked.sum(axis=0)).ravel()
-    kept = np.flatnonzero(counts >= params.min_likes)
-    prior = popularity_prior(split.count_popularity())
-
-    def build(penalty: float) -> ItemItemRetriever:
-        weights = keep_top_per_row(fit_ease(liked[:, kept], penalty), params.neighbours, kept, len(split.index))
-        return ItemItemRetriever(split.movie_ids, weights, prior, PRIOR_WEIGHT, seeds=LIKED_MOVIE_COUNT)
-
-    penalty, retriever, scores = tune_on_validation(split, build, params.lambdas)
+    kept = np.flatnonzero(np.asarray(liked.sum(axis=0)).ravel() >= params.min_likes)
+    trained = train_tuned_item_item(split, "lambda", params.lambdas, lambda penalty: keep_top_per_row(
+        fit_ease(liked[:, kept], penalty), params.neighbours, kept, len(split.index)))
     if verbose:
-        print(f"EASE over {len(kept):,} movies; validation Recall@10 by λ: {scores}; chose {penalty}")
-    return TrainedRetriever(retriever, tuned={"lambda": penalty},
-                            tuning_scores={f"lambda_{value:g}": score for value, score in scores.items()})
+        print(f"EASE over {len(kept):,} movies; validation Recall@10 by λ: {trained.tuning_scores}")
+    return trained

@@ -8,18 +8,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from eaglerec.contracts.names import LIKED_MOVIE_COUNT
-from eaglerec.contracts.retrieval import ItemItemRetriever
 from training.retrievers import (
     RetrievalSplit,
     TrainedRetriever,
     build_liked_matrix,
     keep_top_per_row,
-    popularity_prior,
-    tune_on_validation,
+    train_tuned_item_item,
 )
-
-PRIOR_WEIGHT = 1e-6  # ties only, as in EASE
 
 
 @dataclass(frozen=True)
@@ -42,14 +37,8 @@ def train(split: RetrievalSplit, params: Params, verbose: int = 0) -> TrainedRet
     liked = build_liked_matrix(split)
     kept = np.flatnonzero(np.asarray(liked.sum(axis=0)).ravel() > 0)  # a movie nobody liked has no neighbours
     similarities = cosine_similarities(liked[:, kept], params.shrink)
-    prior = popularity_prior(split.count_popularity())
-
-    def build(neighbours: int) -> ItemItemRetriever:
-        weights = keep_top_per_row(similarities, neighbours, kept, len(split.index))
-        return ItemItemRetriever(split.movie_ids, weights, prior, PRIOR_WEIGHT, seeds=LIKED_MOVIE_COUNT)
-
-    neighbours, retriever, scores = tune_on_validation(split, build, params.neighbours)
+    trained = train_tuned_item_item(split, "neighbours", params.neighbours, lambda neighbours: keep_top_per_row(
+        similarities, neighbours, kept, len(split.index)))
     if verbose:
-        print(f"item-kNN validation Recall@10 by neighbours: {scores}; chose {neighbours}")
-    return TrainedRetriever(retriever, tuned={"neighbours": neighbours},
-                            tuning_scores={f"neighbours_{value}": score for value, score in scores.items()})
+        print(f"item-kNN validation Recall@10 by neighbours: {trained.tuning_scores}")
+    return trained

@@ -15,9 +15,14 @@ import numpy as np
 from keras import layers, ops
 
 from eaglerec.contracts.retrieval import SequentialRetriever
-from training.retrievers import RetrievalSplit, TrainedRetriever, popularity_prior, score_on_validation
+from training.retrievers import (
+    TIE_BREAK_WEIGHT,
+    RetrievalSplit,
+    TrainedRetriever,
+    popularity_prior,
+    score_on_validation,
+)
 
-PRIOR_WEIGHT = 1e-6  # ties only
 EPSILON = 1e-6  # layer normalisation
 
 
@@ -128,7 +133,7 @@ def build_windows(split: RetrievalSplit, max_length: int) -> tuple[np.ndarray, n
 
 def build_retriever(split: RetrievalSplit, encoder: SequenceEncoder, params: Params,
                     prior: np.ndarray) -> SequentialRetriever:
-    return SequentialRetriever(split.movie_ids, encoder.export(), prior, PRIOR_WEIGHT, params.max_length,
+    return SequentialRetriever(split.movie_ids, encoder.export(), prior, TIE_BREAK_WEIGHT, params.max_length,
                                params.blocks, EPSILON)
 
 
