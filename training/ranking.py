@@ -120,11 +120,6 @@ def predict_registered_ranker(version, test) -> np.ndarray:
     return predict_in_batches(model, encoder.encode(test))
 
 
-def score_registered_ranker(version, test, metric: str) -> float:
-    """A registered ranker version's test metric on another run's test frame."""
-    return score_ranker(test[LABEL].to_numpy(), predict_registered_ranker(version, test))[metric]
-
-
 # What names a test example: the point-in-time join returns the test frame in no fixed order.
 EXAMPLE_KEY = ["user_id", "movie_id", "rated_at"]
 
