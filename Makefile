@@ -93,8 +93,9 @@ bench-features: install ## Benchmark ingest + gate + dbt build on synthetic data
 mlflow: install ## Start the MLflow tracking server and UI on 127.0.0.1:5000 (state in $EAGLEREC_HOME/mlflow)
 	$(ML_BIN)/eaglerec tracking-server start
 
-train: mlflow ## Train the catalogue's default models on the marts, then compare them (make run first; `eaglerec models`)
+train: mlflow ## Train the catalogue's default models on the marts, refit the served ones on all ratings, then compare (make run first; `eaglerec models`)
 	$(ML_BIN)/eaglerec train --defaults $(if $(EPOCHS),--epochs $(EPOCHS))
+	$(ML_BIN)/eaglerec refit
 	$(ML_BIN)/eaglerec compare
 
 bench-quality: train ## Train every model on the full bundled data and print the comparison table (same as train)

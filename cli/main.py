@@ -394,6 +394,23 @@ def run_promote(args: argparse.Namespace) -> None:
     print(promote(args.kind, args.version).describe())
 
 
+def run_refit(args: argparse.Namespace) -> None:
+    import mlflow
+
+    from training.refit import refit_served, refit_version
+    from training.tracking import tracking_uri
+
+    mlflow.set_tracking_uri(tracking_uri())
+    if args.version:
+        print(refit_version(args.kind, args.version, verbose=args.verbose).describe())
+        return
+    done = refit_served([args.kind] if args.kind else None, verbose=args.verbose)
+    for refit in done:
+        print(refit.describe())
+    if not done:
+        print("every served version has its refit (or the catalogue's kinds ask for none)")
+
+
 def run_rollback(args: argparse.Namespace) -> None:
     import mlflow
 
@@ -427,10 +444,11 @@ def expected_errors() -> tuple[type[Exception], ...]:
     from expectations.gate import RawGateError
     from expectations.training_gate import TrainingSetGateError
     from monitoring.replay import ReplayError
+    from training.refit import RefitError
     from training.registry import PromotionError
 
     return (IngestError, RawGateError, FeatureBuildError, FeatureStoreError, TrainingSetGateError, PromotionError,
-            ExportError, ServiceStartError, AirflowError, CatalogueError, ReplayError, UnhealthyModelError)
+            RefitError, ExportError, ServiceStartError, AirflowError, CatalogueError, ReplayError, UnhealthyModelError)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -548,6 +566,14 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--version", help="registered version (default: the latest)")
     which.add_argument("--pending", action="store_true", help="every version not gated yet, oldest first")
     promote.set_defaults(run=run_promote)
+
+    refit = commands.add_parser("refit", help="train each served version (champion, challenger, serve_latest) again on "
+                                              "all ratings with its chosen configuration, register and link the refit "
+                                              "the recommender serves (held-out figures stay the evaluated version's)")
+    refit.add_argument("kind", nargs="?", choices=KINDS, help="ranker or retriever (default: both)")
+    refit.add_argument("--version", help="refit this evaluated version (needs the kind), whether served or not")
+    refit.add_argument("--verbose", type=int, default=0, choices=(0, 1, 2), help="Keras progress output")
+    refit.set_defaults(run=run_refit)
 
     rollback = commands.add_parser("rollback", help="give `champion` back to an earlier version (default: the one "
                                                     "before), without the gate, and reload the recommender")

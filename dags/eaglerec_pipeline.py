@@ -10,8 +10,10 @@
    chosen models, one mapped task each (shown by model name), registered in MLflow but not gated yet; the choice list
    and its defaults come from the model catalogue (`eaglerec/contracts/models.toml`; `eaglerec models` lists it).
    Updates the Assets of the registered models it trained into.
-3. **eaglerec_deploy** (on a registered model's Asset): **promote** (the champion gate, one version at a time), then
-   **compare** every model, **reload** the running recommender and **build** the bento.
+3. **eaglerec_deploy** (on a registered model's Asset): **promote** (the champion gate, one version at a time),
+   **refit** each served version on all ratings (its configuration, what validation chose; the registry links the
+   refit to the evaluated version, which keeps the alias and the held-out figures), then **compare** every model,
+   **reload** the running recommender (it serves the refits) and **build** the bento.
 4. **eaglerec_monitoring** (hourly): the **A/B report** (impressions joined to later ratings, with intervals) and
    **monitor** (drift, train/serve skew, served scores), which fails past a threshold.
 
@@ -212,6 +214,7 @@ def eaglerec_training():
      default_args=DEFAULT_ARGS)
 def eaglerec_deploy():
     promote = run_eaglerec("promote", "promote --pending", **SERVICE_RETRIES)
+    refit = run_eaglerec("refit", "refit", **SERVICE_RETRIES)
     compare = run_eaglerec("compare", "compare", **SERVICE_RETRIES)
     reload_recommender = run_eaglerec("reload_recommender", "serve reload", **SERVICE_RETRIES)
 
@@ -220,7 +223,7 @@ def eaglerec_deploy():
         bentoml = shlex.quote(str(ML_BIN / "bentoml"))
         return f"cd {shlex.quote(str(REPO))} && {bentoml} build -f bentos/recommender/bentofile.yaml . -o tag"
 
-    promote >> [compare, reload_recommender, build_bento()]
+    promote >> refit >> [compare, reload_recommender, build_bento()]
 
 
 @dag(dag_id="eaglerec_monitoring", doc_md=__doc__, schedule=cron(MONITORING_SCHEDULE), catchup=False, max_active_runs=1,

@@ -9,7 +9,14 @@ from pathlib import Path
 import pandas as pd
 
 from eaglerec.contracts.catalogue import load_catalogue
-from eaglerec.contracts.names import CHALLENGER, CHAMPION, COMPARISON_EXPERIMENT, MODEL_TAG, TEST_SET_TAG
+from eaglerec.contracts.names import (
+    CHALLENGER,
+    CHAMPION,
+    COMPARISON_EXPERIMENT,
+    MODEL_TAG,
+    REFIT_VERSION_TAG,
+    TEST_SET_TAG,
+)
 from eaglerec.files import write_then_rename
 from eaglerec.settings import Paths
 from training.tracking import hash_data_version
@@ -105,6 +112,8 @@ def read_versions(client, registered_model: str) -> dict[str, tuple[str, str, st
     for version in client.search_model_versions(f"name = '{registered_model}'"):
         aliases = ", ".join(alias for alias in (CHAMPION, CHALLENGER) if str(held.get(alias)) == str(version.version))
         tags = version.tags or {}
+        if aliases and REFIT_VERSION_TAG in tags:
+            aliases += f" (serves refit v{tags[REFIT_VERSION_TAG]})"
         gate = ""
         if "promotion_interval" in tags:
             low, high = (float(value) for value in tags["promotion_interval"].strip("[]").split(","))

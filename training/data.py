@@ -26,8 +26,9 @@ class RankingData:
     genres: list[str]
 
 
-def load_ranking_data(paths: Paths, user_fraction: float = 1.0, seed: int = 42) -> RankingData:
-    """Return the gated train/validation/test frames; user_fraction < 1 keeps a seeded sample of users (tests)."""
+def load_ranking_data(paths: Paths, user_fraction: float = 1.0, seed: int = 42, refit: bool = False) -> RankingData:
+    """Return the gated train/validation/test frames; user_fraction < 1 keeps a seeded sample of users (tests).
+    For a refit on all data, `train` holds every split's examples and validation and test are empty."""
     columns = list(dict.fromkeys([*EVENT_COLUMNS, *(feature.name for feature in FEATURES)]))
     examples = read_examples(paths.marts / "rating_examples.parquet", columns)
     if user_fraction < 1.0:
@@ -36,7 +37,10 @@ def load_ranking_data(paths: Paths, user_fraction: float = 1.0, seed: int = 42) 
     validate_training_frame(examples, expected_rows=len(examples), name="rating_examples")
     catalogue = pd.read_parquet(paths.marts / "movie_catalog.parquet", columns=["movie_id", "genres"])
     genres = sorted({genre for movie_genres in catalogue["genres"] for genre in movie_genres})
-    splits = {name: frame.reset_index(drop=True) for name, frame in examples.groupby("split", observed=True)}
+    if refit:
+        splits = {"train": examples.reset_index(drop=True), "validation": examples.iloc[:0], "test": examples.iloc[:0]}
+    else:
+        splits = {name: frame.reset_index(drop=True) for name, frame in examples.groupby("split", observed=True)}
     return RankingData(splits["train"], splits["validation"], splits["test"], catalogue["movie_id"].tolist(), genres)
 
 

@@ -4,27 +4,29 @@ version not gated yet (what parallel training tasks registered). Training runs t
 from __future__ import annotations
 
 from eaglerec.contracts.catalogue import load_catalogue
+from eaglerec.contracts.names import REFIT_OF_TAG
 from eaglerec.settings import Paths
 from training.registry import PromotionDecision, PromotionError, promote_if_better
 from training.tracking import load_test_answers
 
 
 def find_latest_version(client, model_name: str) -> str:
-    versions = client.search_model_versions(f"name = '{model_name}'")
+    """The latest evaluated version (a refit for serving is never gated)."""
+    versions = [v for v in client.search_model_versions(f"name = '{model_name}'") if REFIT_OF_TAG not in v.tags]
     if not versions:
         raise PromotionError(f"{model_name} has no registered version: train one first")
     return str(max(int(version.version) for version in versions))
 
 
 def promote_pending(kind: str, paths: Paths | None = None) -> list[PromotionDecision]:
-    """Gate, oldest first, every version of the kind's registered model not gated yet (no `promotion_decision`
-    tag). Re-running it gates nothing twice."""
+    """Gate, oldest first, every evaluated version of the kind's registered model not gated yet (no
+    `promotion_decision` tag; refits for serving are not gated). Re-running it gates nothing twice."""
     import mlflow
 
     client = mlflow.MlflowClient()
     registered_model = load_catalogue().kinds[kind].registered_model
     pending = sorted(int(v.version) for v in client.search_model_versions(f"name = '{registered_model}'")
-                     if "promotion_decision" not in v.tags)
+                     if "promotion_decision" not in v.tags and REFIT_OF_TAG not in v.tags)
     return [promote(kind, str(version), paths) for version in pending]
 
 

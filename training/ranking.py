@@ -22,22 +22,25 @@ from training.registry import PromotionError, promote_if_better
 from training.tracking import (
     TrainedRun,
     describe_lineage,
+    describe_refit,
     load_test_answers,
     log_keras_model,
     log_test_answers,
+    log_training_config,
     name_run,
     read_git_commit,
     read_live_data,
 )
 
 
-def load_ranker_inputs(paths: Paths, user_fraction: float = 1.0) -> RankerInputs:
-    """The gated split (a seeded sample of users when user_fraction < 1), encoded with the training part's encoder."""
-    data = load_ranking_data(paths, user_fraction)
+def load_ranker_inputs(paths: Paths, user_fraction: float = 1.0, refit: bool = False) -> RankerInputs:
+    """The gated split (a seeded sample of users when user_fraction < 1), encoded with the training part's encoder;
+    for a refit, every example is training."""
+    data = load_ranking_data(paths, user_fraction, refit=refit)
     encoder = FeatureEncoder.fit(data.train, data.movie_ids, data.genres)
     frames = {split: getattr(data, split) for split in SPLITS}
     return RankerInputs(data, encoder, {split: encoder.encode(frame) for split, frame in frames.items()},
-                        {split: frame[LABEL].to_numpy() for split, frame in frames.items()})
+                        {split: frame[LABEL].to_numpy() for split, frame in frames.items()}, refit)
 
 
 def log_curves(labels: np.ndarray, scores: np.ndarray, history: dict | None) -> None:
@@ -105,10 +108,37 @@ def train_ranker(entry: ModelEntry, params, paths: Paths, user_fraction: float =
         answers = describe_test_examples(inputs.data.test, scores["test"])
         log_test_answers(answers)
         mlflow.log_dict(inputs.encoder.to_dict(), ENCODER_ARTIFACT)
+        log_training_config(entry.name, params, trained.refit_overrides, user_fraction)
         version = decision = None
         if entry.registered:
             version, decision = register_ranker(entry, trained, inputs, answers, gate)
     return TrainedRun(entry.name, run.info.run_id, metrics, train_seconds, examples_per_second, version, decision)
+
+
+def refit_ranker(entry: ModelEntry, params, paths: Paths, user_fraction: float, evaluated_version,
+                 verbose: int = 0) -> TrainedRun:
+    """Train an evaluated ranker's configuration (params with what validation chose) on every example of the same
+    users, log it as a refit run (no held-out figures: there is nothing held out) and register it, ungated."""
+    import mlflow
+
+    module = import_module(entry.module)
+    inputs = load_ranker_inputs(paths, user_fraction, refit=True)
+    lineage = describe_lineage(paths)
+    mlflow.set_experiment(entry.kind.experiment)
+    with mlflow.start_run(run_name=f"{name_run(entry.name, lineage)} · refit") as run:
+        mlflow.set_tags({**lineage, MODEL_TAG: entry.name, "feature_service": RANKER_SERVICE,
+                         "git_commit": read_git_commit(), **describe_refit(evaluated_version)})
+        mlflow.log_params({"model": entry.name, "user_fraction": user_fraction,
+                           "train_examples": len(inputs.data.train), **read_live_data(paths.marts), **asdict(params)})
+        started = time.perf_counter()
+        trained = module.train(inputs, params, verbose)
+        train_seconds = time.perf_counter() - started
+        for epoch, loss in enumerate((trained.history or {}).get("loss", []), start=1):
+            mlflow.log_metric("loss", float(loss), step=epoch)
+        mlflow.log_metrics({"epochs_run": trained.epochs_run, "train_seconds": train_seconds})
+        mlflow.log_dict(inputs.encoder.to_dict(), ENCODER_ARTIFACT)
+        version = log_registered_ranker(entry, trained, inputs.encoded["train"])
+    return TrainedRun(entry.name, run.info.run_id, {}, train_seconds, None, version)
 
 
 def predict_registered_ranker(version, test) -> np.ndarray:
@@ -150,21 +180,29 @@ def compare_rankers(candidate: pd.DataFrame, champion_version, test, metric: str
                         paired["user_id"].to_numpy())
 
 
-def register_ranker(entry: ModelEntry, trained: TrainedRanker, inputs: RankerInputs, answers: pd.DataFrame,
-                    gate: bool = True) -> tuple[str, str | None]:
-    """Log the Keras model with signature and input example, register it, and run the champion gate (a champion
-    tested on other data is re-scored on this run's test set first)."""
+def log_registered_ranker(entry: ModelEntry, trained: TrainedRanker, encoded: dict[str, np.ndarray]) -> str:
+    """Log the Keras model with signature and input example (from `encoded`) and register it; return its version."""
     import mlflow
     from mlflow.models import infer_signature
 
     if trained.keras_model is None:
         raise CatalogueError(f"{entry.name}: `registered = true` in the catalogue, but {entry.module}.train returned "
                              "no Keras model to register")
-    example = {name: values[:5] for name, values in inputs.encoded["test"].items()}
+    example = {name: values[:5] for name, values in encoded.items()}
     signature = infer_signature(example, predict_in_batches(trained.keras_model, example))
     info = log_keras_model(trained.keras_model, "model", example, signature, entry.kind.registered_model)
     version = str(info.registered_model_version)
     mlflow.MlflowClient().set_model_version_tag(entry.kind.registered_model, version, MODEL_TAG, entry.name)
+    return version
+
+
+def register_ranker(entry: ModelEntry, trained: TrainedRanker, inputs: RankerInputs, answers: pd.DataFrame,
+                    gate: bool = True) -> tuple[str, str | None]:
+    """Log and register the Keras model, and run the champion gate (a champion tested on other data is re-scored on
+    this run's test set first)."""
+    import mlflow
+
+    version = log_registered_ranker(entry, trained, inputs.encoded["test"])
     if not gate:
         return version, None
     metric = entry.kind.gate_metric

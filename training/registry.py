@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from eaglerec.contracts.names import CHALLENGER, CHAMPION, MODEL_TAG, TEST_SET_TAG
+from eaglerec.contracts.names import CHALLENGER, CHAMPION, MODEL_TAG, REFIT_OF_TAG, TEST_SET_TAG
 from training.metrics import PairedDifference
 
 
@@ -49,6 +49,13 @@ class PromotionDecision:
         return f"{text}: it becomes {role}"
 
 
+def refuse_refit(version, what: str) -> None:
+    """Aliases and the gate hold evaluated versions only: a refit has no held-out figures."""
+    if REFIT_OF_TAG in (version.tags or {}):
+        raise PromotionError(f"{version.name} v{version.version} is the refit on all ratings of "
+                             f"v{version.tags[REFIT_OF_TAG]} and is not {what} v{version.tags[REFIT_OF_TAG]}")
+
+
 def read_test_score(client, version, metric: str) -> tuple[float, str | None]:
     run = client.get_run(version.run_id)
     if f"test_{metric}" not in run.data.metrics:
@@ -79,6 +86,7 @@ def promote_if_better(client, model_name: str, candidate_version: str, metric: s
     from mlflow.exceptions import MlflowException
 
     candidate = client.get_model_version(model_name, candidate_version)
+    refuse_refit(candidate, "gated: its evaluated version is")
     candidate_score, candidate_test_set = read_test_score(client, candidate, metric)
     try:
         champion = client.get_model_version_by_alias(model_name, CHAMPION)
@@ -151,6 +159,7 @@ def roll_back(client, model_name: str, reason: str, to_version: str | None = Non
         target = client.get_model_version(model_name, to_version)
     except MlflowException:
         raise PromotionError(f"{model_name} has no version {to_version}") from None
+    refuse_refit(target, "served by an alias: roll back to its evaluated version, which serves it,")
     record = (f"{datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC: champion rolled back from v{champion.version} to "
               f"v{target.version}: {reason}")
     if target.aliases and CHALLENGER in target.aliases:  # one version must not be both sides of the A/B test

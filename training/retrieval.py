@@ -25,8 +25,10 @@ from training.retrievers import RetrievalSplit, load_retrieval_split
 from training.tracking import (
     TrainedRun,
     describe_lineage,
+    describe_refit,
     load_test_answers,
     log_test_answers,
+    log_training_config,
     name_run,
     read_git_commit,
     read_live_data,
@@ -109,10 +111,37 @@ def train_retriever(entry: ModelEntry, params, paths: Paths, verbose: int = 0, g
         log_test_answers(answers)
         if isinstance(trained.served, EmbeddingRetriever):
             log_embedding_map(trained.served.movie_ids, trained.served.movie_vectors, paths)
+        log_training_config(entry.name, params, trained.refit_overrides)
         version = decision = None
         if entry.registered:
             version, decision = register_retriever(entry, trained.served, split, answers, gate)
     return TrainedRun(entry.name, run.info.run_id, metrics, train_seconds, None, version, decision)
+
+
+def refit_retriever(entry: ModelEntry, params, paths: Paths, evaluated_version, verbose: int = 0) -> TrainedRun:
+    """Train an evaluated retriever's configuration (params with what validation chose) on every liked movie, log it
+    as a refit run (no held-out figures: there is nothing held out) and register it, ungated."""
+    import mlflow
+
+    module = import_module(entry.module)
+    split = load_retrieval_split(paths, refit=True)
+    mlflow.set_experiment(entry.kind.experiment)
+    lineage = describe_lineage(paths)
+    with mlflow.start_run(run_name=f"{name_run(entry.name, lineage)} · refit") as run:
+        mlflow.set_tags({**lineage, MODEL_TAG: entry.name, "git_commit": read_git_commit(),
+                         **describe_refit(evaluated_version)})
+        mlflow.log_params({"model": entry.name, "train_users": len(split.train_sequences),
+                           "train_positives": sum(map(len, split.train_sequences.values())),
+                           **read_live_data(paths.marts), **asdict(params)})
+        started = time.perf_counter()
+        trained = module.train(split, params, verbose)
+        train_seconds = time.perf_counter() - started
+        mlflow.set_tag("retriever_type", trained.served.retriever_type)
+        for epoch, loss in enumerate(trained.losses, start=1):
+            mlflow.log_metric("loss", loss, step=epoch)
+        mlflow.log_metric("train_seconds", train_seconds)
+        version = log_registered_retriever(entry, trained.served, split)
+    return TrainedRun(entry.name, run.info.run_id, {}, train_seconds, None, version)
 
 
 def load_registered_retriever(uri: str) -> Retriever:
@@ -158,8 +187,22 @@ def compare_retrievers(candidate: pd.DataFrame, champion_version, split: Retriev
 
 def register_retriever(entry: ModelEntry, retriever: Retriever, split: RetrievalSplit, answers: pd.DataFrame,
                        gate: bool = True) -> tuple[str, str | None]:
-    """Log the retriever as an MLflow model of the contract (its tables as artifacts, its type in the config),
-    register it and run the champion gate on its test answers."""
+    """Log and register the retriever and run the champion gate on its test answers."""
+    import mlflow
+
+    version = log_registered_retriever(entry, retriever, split)
+    if not gate:
+        return version, None
+    metric = entry.kind.gate_metric
+    decision = promote_if_better(mlflow.MlflowClient(), entry.kind.registered_model, version, metric,
+                                 lambda champion, same: compare_retrievers(answers, champion, split, metric, same),
+                                 entry.kind.gate_min_gain)
+    return version, decision.describe()
+
+
+def log_registered_retriever(entry: ModelEntry, retriever: Retriever, split: RetrievalSplit) -> str:
+    """Log the retriever as an MLflow model of the contract (its tables as artifacts, its type in the config) and
+    register it; return its version."""
     import mlflow
     from mlflow.models import ModelSignature
     from mlflow.types.schema import Array, ColSpec, ParamSchema, ParamSpec, Schema
@@ -184,10 +227,4 @@ def register_retriever(entry: ModelEntry, retriever: Retriever, split: Retrieval
     # Which model and which retriever type a version is, shown in the registry.
     for key, value in ((MODEL_TAG, entry.name), ("retriever_type", retriever.retriever_type)):
         client.set_model_version_tag(entry.kind.registered_model, version, key, value)
-    if not gate:
-        return version, None
-    metric = entry.kind.gate_metric
-    decision = promote_if_better(client, entry.kind.registered_model, version, metric,
-                                 lambda champion, same: compare_retrievers(answers, champion, split, metric, same),
-                                 entry.kind.gate_min_gain)
-    return version, decision.describe()
+    return version

@@ -166,3 +166,35 @@ def load_test_answers(run_id: str):
         return pd.read_parquet(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=TEST_ANSWERS_ARTIFACT))
     except (MlflowException, OSError):
         return None
+
+
+# Every run's configuration: its model, resolved Params, the overrides a refit takes (what validation chose) and the
+# user fraction; what `eaglerec refit` trains again on all data.
+TRAINING_CONFIG_ARTIFACT = "training/config.json"
+
+
+def log_training_config(model: str, params, refit_overrides: dict, user_fraction: float = 1.0) -> None:
+    import dataclasses
+
+    import mlflow
+
+    mlflow.log_dict({"model": model, "params": dataclasses.asdict(params), "refit_overrides": refit_overrides,
+                     "user_fraction": user_fraction}, TRAINING_CONFIG_ARTIFACT)
+
+
+def load_training_config(run_id: str) -> dict | None:
+    """A run's configuration, or None for a run from before configurations were logged."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return mlflow.artifacts.load_dict(f"runs:/{run_id}/{TRAINING_CONFIG_ARTIFACT}")
+    except (MlflowException, OSError):
+        return None
+
+
+def describe_refit(evaluated_version) -> dict[str, str]:
+    """A refit run's tags: the registry version (and its run) whose configuration it trained again on all data."""
+    from eaglerec.contracts.names import REFIT_OF_TAG
+
+    return {REFIT_OF_TAG: str(evaluated_version.version), "refit_of_run": evaluated_version.run_id}

@@ -1,6 +1,7 @@
 """The models the service serves, from the MLflow registry: the ranker's `champion` and `challenger` (the A/B
 variants), the latest version of every ranker the catalogue marks `serve_latest` (requests may name one), and the
-retriever's `champion` through the retriever contract. A `ModelSet` is immutable: a reload builds a new one and swaps
+retriever's `champion` through the retriever contract. Each is loaded as its refit on all ratings when the registry
+links one (REFIT_VERSION_TAG), else as evaluated. A `ModelSet` is immutable: a reload builds a new one and swaps
 the reference."""
 
 from __future__ import annotations
@@ -13,7 +14,14 @@ from bentos.recommender.movie_catalog import MovieCatalog
 from eaglerec.contracts.catalogue import load_catalogue
 from eaglerec.contracts.encoding import FeatureEncoder
 from eaglerec.contracts.features import FEATURES, MOVIE_FEATURES, USER_FEATURES
-from eaglerec.contracts.names import CHALLENGER, CHAMPION, ENCODER_ARTIFACT, MODEL_TAG
+from eaglerec.contracts.names import (
+    CHALLENGER,
+    CHAMPION,
+    ENCODER_ARTIFACT,
+    MODEL_TAG,
+    REFIT_OF_TAG,
+    REFIT_VERSION_TAG,
+)
 from eaglerec.contracts.retrieval import Retriever
 
 
@@ -25,7 +33,7 @@ class ModelLoadError(Exception):
 class Ranker:
     """One registered ranker, compiled for batched calls, with the movie side of its inputs encoded once."""
 
-    label: str  # e.g. "din v21"
+    label: str  # e.g. "din v21", or "din v21 (refit v23)" when serving its refit on all ratings
     model_name: str  # its catalogue name
     version: str
     score_batch: object  # inputs dict -> scores
@@ -73,13 +81,24 @@ def compile_ranker(model):
     return lambda inputs: concrete({name: tf.constant(values) for name, values in inputs.items()})
 
 
+def find_served(client, version) -> tuple[object, str]:
+    """What serves for an evaluated version: its refit on all ratings when training registered one (the registry
+    links it), else the version itself; and its label."""
+    name = client.get_run(version.run_id).data.tags.get(MODEL_TAG, "model")
+    label = f"{name} v{version.version}"
+    if refit := (version.tags or {}).get(REFIT_VERSION_TAG):
+        return client.get_model_version(version.name, refit), f"{label} (refit v{refit})"
+    return version, label
+
+
 def load_ranker(client, version, catalog: MovieCatalog) -> Ranker:
     import mlflow
 
-    model = mlflow.tensorflow.load_model(f"models:/{version.name}/{version.version}")
-    encoder = FeatureEncoder.from_dict(mlflow.artifacts.load_dict(f"runs:/{version.run_id}/{ENCODER_ARTIFACT}"))
+    served, label = find_served(client, version)
+    model = mlflow.tensorflow.load_model(f"models:/{served.name}/{served.version}")
+    encoder = FeatureEncoder.from_dict(mlflow.artifacts.load_dict(f"runs:/{served.run_id}/{ENCODER_ARTIFACT}"))
     name = client.get_run(version.run_id).data.tags.get(MODEL_TAG, "ranker")
-    ranker = Ranker(f"{name} v{version.version}", name, str(version.version), compile_ranker(model), encoder,
+    ranker = Ranker(label, name, str(version.version), compile_ranker(model), encoder,
                     encoder.encode(catalog.features, MOVIE_FEATURES))
     ranker.score(encoder.encode_row({}, USER_FEATURES), np.arange(2))  # the first call is slower: not on a request
     return ranker
@@ -90,9 +109,9 @@ def load_retriever(client, version) -> LoadedRetriever:
     declared retriever type from the version's artifacts."""
     import mlflow
 
-    model = mlflow.pyfunc.load_model(f"models:/{version.name}/{version.version}")
-    name = client.get_run(version.run_id).data.tags.get(MODEL_TAG, "retriever")
-    return LoadedRetriever(f"{name} v{version.version}", model.unwrap_python_model().retriever)
+    served, label = find_served(client, version)
+    model = mlflow.pyfunc.load_model(f"models:/{served.name}/{served.version}")
+    return LoadedRetriever(label, model.unwrap_python_model().retriever)
 
 
 def find_alias(client, model_name: str, alias: str):
@@ -122,6 +141,8 @@ def load_model_set(catalog: MovieCatalog, tracking_uri: str, ranker_model: str, 
     serve_latest = {entry.name for entry in load_catalogue().models.values() if entry.serve_latest}
     latest = {}
     for version in client.search_model_versions(f"name = '{ranker_model}'"):
+        if REFIT_OF_TAG in (version.tags or {}):  # a refit serves through the version it refits
+            continue
         name = client.get_run(version.run_id).data.tags.get(MODEL_TAG)
         if name in serve_latest and (name not in latest or int(version.version) > int(latest[name].version)):
             latest[name] = version

@@ -16,7 +16,7 @@ KINDS = ("ranker", "retriever")
 REQUIRED_KEYS = {"kind", "module", "description", "baseline", "registered", "default"}
 OPTIONAL_KEYS = {"params", "serve_latest", "aliases"}
 KIND_KEYS = {"experiment", "registered_model", "gate_metric"}
-OPTIONAL_KIND_KEYS = {"gate_min_gain"}
+OPTIONAL_KIND_KEYS = {"gate_min_gain", "refit"}
 
 
 class CatalogueError(ValueError):
@@ -33,6 +33,8 @@ class Kind:
     gate_metric: str
     # The gate promotes when the 95 % interval of (candidate - champion) lies wholly above this.
     gate_min_gain: float = 0.0
+    # Serve a refit on all ratings of each served version's configuration (the evaluated version stays the one gated).
+    refit: bool = True
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,10 @@ USER_HISTORY_SIZE = 100
 
 # Registry aliases: the served model, and the one the A/B test tries against it.
 CHAMPION, CHALLENGER = "champion", "challenger"
+# A served model is refit on all ratings (the kind's `refit` in the catalogue). The version evaluated on test keeps
+# the alias and the gate's comparisons; its tag REFIT_VERSION_TAG names the version refit from its configuration,
+# which is what the service loads; that version's REFIT_OF_TAG names the evaluated one back.
+REFIT_VERSION_TAG, REFIT_OF_TAG = "refit_version", "refit_of"
 # Run tags: the catalogue model a run trained, and the test set its figures are on.
 MODEL_TAG = "model"
 TEST_SET_TAG = "test_set"

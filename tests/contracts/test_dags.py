@@ -78,7 +78,8 @@ def test_the_dags_chain_by_assets_features_and_monitoring_run_hourly(dags):
 # back. Every other task (ingest, the gates, dbt and its tests, the monitor's verdict) fails at once: a data error is
 # the same on every try, and retries with back-off only delayed the red by minutes.
 CALLS_SERVICES = {"eaglerec_features.materialize", "eaglerec_training.train", "eaglerec_deploy.promote",
-                  "eaglerec_deploy.compare", "eaglerec_deploy.reload_recommender", "eaglerec_monitoring.ab_report"}
+                  "eaglerec_deploy.refit", "eaglerec_deploy.compare", "eaglerec_deploy.reload_recommender",
+                  "eaglerec_monitoring.ab_report"}
 
 
 def test_every_dag_is_documented_tagged_serial_and_retries_only_service_calls(dags):
@@ -107,11 +108,11 @@ def test_each_dag_runs_its_stages_in_the_order_the_data_flows(dags):
     orders = {"eaglerec_features": ["ingest", "take_events", "raw_gate", "changed", "dbt.staging", "dbt.intermediate",
                                     "dbt.marts", "feast_apply", "materialize", "publish_features"],
               "eaglerec_training": ["training_set_gate", "choose_models", "train", "publish_versions"],
-              "eaglerec_deploy": ["promote", "reload_recommender"]}
+              "eaglerec_deploy": ["promote", "refit", "reload_recommender"]}
     for dag_id, order in orders.items():
         for before, after in zip(order, order[1:]):
             assert reaches(dag_id, before, after), f"{dag_id}: {before} does not lead to {after}"
-    assert reaches("eaglerec_deploy", "promote", "compare") and reaches("eaglerec_deploy", "promote", "build_bento")
+    assert reaches("eaglerec_deploy", "refit", "compare") and reaches("eaglerec_deploy", "refit", "build_bento")
 
 
 def test_training_is_one_task_mapped_over_the_models_the_trigger_forms_offer_from_the_catalogue(dags):

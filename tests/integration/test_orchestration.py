@@ -129,6 +129,9 @@ def assert_outputs(platform) -> None:
     for name in ("eaglerec-ranker", "eaglerec-retriever"):
         champion = client.get_model_version_by_alias(name, "champion")
         assert champion.tags["promotion_decision"], name
+        # The deploy refit the champion on all ratings: linked both ways, and never gated itself.
+        refit = client.get_model_version(name, champion.tags["refit_version"])
+        assert refit.tags["refit_of"] == champion.version and "promotion_decision" not in refit.tags, name
 
 
 TINY_RANKER = '''"""A tiny ranker: the user's and the movie's embeddings, one sigmoid unit."""
@@ -269,7 +272,8 @@ def test_airflow_dags_test_maps_training_over_the_chosen_models_the_added_ones_i
     assert_outputs(platform)
     client = MlflowClient(platform["uri"])
     registered = {client.get_run(version.run_id).data.tags["model"]: version for kind in ("ranker", "retriever")
-                  for version in client.search_model_versions(f"name = 'eaglerec-{kind}'")}
+                  for version in client.search_model_versions(f"name = 'eaglerec-{kind}'")
+                  if "refit_of" not in version.tags}
     assert set(registered) == {"din", "item2vec", *ADDED}
     assert all("promotion_decision" in version.tags for version in registered.values())
     comparison = (platform["paths"].home / "reports" / "model_comparison.md").read_text()
@@ -301,7 +305,8 @@ def test_a_run_through_the_scheduler_and_rest_api_then_the_recommender_serves_it
         assert newest["note"] == f"dataset {CONF['dataset']} from {platform['conf']['source']}", dag_id
     mlflow.set_tracking_uri(platform["uri"])
     client = MlflowClient(platform["uri"])
-    rankers = client.search_model_versions("name = 'eaglerec-ranker'")
+    rankers = [version for version in client.search_model_versions("name = 'eaglerec-ranker'")
+               if "refit_of" not in version.tags]
     trained = sorted(client.get_run(version.run_id).data.tags["model"] for version in rankers)
     assert trained == ["din", "din", "tiny_ranker"] and all("promotion_decision" in v.tags for v in rankers)
     # Lineage: each run names its model and dataset, and the Airflow DAG, run and try that trained it.
@@ -323,7 +328,8 @@ def test_a_run_through_the_scheduler_and_rest_api_then_the_recommender_serves_it
         with urllib.request.urlopen(request, timeout=60) as response:
             answer = json.loads(response.read())
         name = client.get_run(champion.run_id).data.tags["model"]
-        assert len(answer["items"]) == 5 and answer["ranker"] == f"{name} v{champion.version}"
+        assert len(answer["items"]) == 5
+        assert answer["ranker"] == f"{name} v{champion.version} (refit v{champion.tags['refit_version']})"
 
         # Loopback only: every socket the platform listens on (Airflow's four services, MLflow, the recommender).
         airflow_pids = [read_running_pid(airflow_home(platform["paths"]) / f"{airflow_service}.pid")

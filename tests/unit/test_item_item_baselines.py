@@ -61,3 +61,16 @@ def test_tuning_keeps_the_value_best_on_validation_whatever_test_says(tmp_path):
     value, retriever, scores = tune_on_validation(split, build, (20, 10))
     assert value == 10 and scores == {20: 0.0, 10: 1.0}
     assert retriever.retrieve(UserState(1), 1).movie_ids.tolist() == [10]
+
+
+def test_a_refit_takes_the_one_value_validation_chose_and_scores_nothing(tmp_path):
+    split = RetrievalSplit(Paths(tmp_path), {1: [30, 10]}, {1: {30, 10}}, {"validation": {}, "test": {}},
+                           np.array([10, 20, 30]), refit=True)
+
+    def build(favourite: int) -> PopularityRetriever:
+        return PopularityRetriever(split.movie_ids, np.where(split.movie_ids == favourite, 1.0, -np.inf))
+
+    value, retriever, scores = tune_on_validation(split, build, (20,))
+    assert value == 20 and scores == {} and retriever.retrieve(UserState(1), 1).movie_ids.tolist() == [20]
+    with pytest.raises(ValueError, match="the value validation chose"):
+        tune_on_validation(split, build, (20, 10))

@@ -84,3 +84,18 @@ def test_attention_ignores_padded_liked_movies_and_keeps_its_config():
     np.testing.assert_allclose(np.asarray(unit(liked, candidate, mask)), np.asarray(unit(changed, candidate, mask)),
                                rtol=1e-6)
     assert LocalActivationUnit.from_config(unit.get_config()).hidden_units == (6,)
+
+
+def test_a_ranker_hands_its_best_validation_epoch_to_the_refit_which_trains_that_long_on_train_only():
+    entry = load_catalogue().entry("embedding_mlp")
+    params = resolve_params(entry, {"embedding_dim": 4, "hidden_units": (8,), "epochs": 5, "patience": 5,
+                                    "batch_size": 16})
+    encoded = {split: random_inputs(64, seed) for seed, split in enumerate(("train", "validation", "test"))}
+    labels = {split: (values["movie_id"] % 2).astype(int) for split, values in encoded.items()}
+    trained = import_module(entry.module).train(RankerInputs(None, ENCODER, encoded, labels), params)
+    assert trained.refit_overrides == {"epochs": int(np.argmax(trained.history["val_auc"])) + 1}
+
+    refit_params = resolve_params(entry, {**vars(params), **trained.refit_overrides, "epochs": 2})
+    refit = import_module(entry.module).train(
+        RankerInputs(None, ENCODER, {"train": encoded["train"]}, {"train": labels["train"]}, refit=True), refit_params)
+    assert refit.epochs_run == 2 and "val_auc" not in refit.history and refit.refit_overrides == {}

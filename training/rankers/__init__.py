@@ -6,7 +6,7 @@ ranker the same inputs and scores, logs and registers what it returns; blocks.py
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -25,6 +25,9 @@ class RankerInputs:
     encoder: object  # eaglerec.contracts.encoding.FeatureEncoder
     encoded: dict[str, dict[str, np.ndarray]]
     labels: dict[str, np.ndarray]
+    # A refit for serving: `train` holds every example (validation and test are empty), and a ranker trains with the
+    # configuration validation chose for it (its `refit_overrides`), since nothing is left to stop early on.
+    refit: bool = False
 
     @property
     def sizes(self) -> dict[str, int]:
@@ -40,6 +43,8 @@ class TrainedRanker:
     score: Callable[[str], np.ndarray]
     keras_model: object | None = None
     history: dict[str, list[float]] | None = None
+    # What validation chose (e.g. the best epoch), as overrides of `Params`: a refit on all data trains with them.
+    refit_overrides: dict = field(default_factory=dict)
 
     @property
     def epochs_run(self) -> int:

@@ -71,11 +71,18 @@ def compile_ranker(model: keras.Model, params: RankerParams) -> keras.Model:
 def fit_keras_ranker(model: keras.Model, inputs: RankerInputs, params: RankerParams, verbose: int = 0
                      ) -> TrainedRanker:
     """Fit a compiled ranker on the training split; stop when validation AUC stops improving and keep the best
-    epoch (tuned on validation, never on test)."""
+    epoch (tuned on validation, never on test), which a refit on all data then trains for."""
+    def score(split: str):
+        return predict_in_batches(model, inputs.encoded[split])
+
+    if inputs.refit:
+        fitted = model.fit(inputs.encoded["train"], inputs.labels["train"], batch_size=params.batch_size,
+                           epochs=params.epochs, verbose=verbose)
+        return TrainedRanker(score=score, keras_model=model, history=fitted.history)
     stopping = keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=params.patience,
                                              restore_best_weights=True)
     validation = (inputs.encoded["validation"], inputs.labels["validation"])
     fitted = model.fit(inputs.encoded["train"], inputs.labels["train"], batch_size=params.batch_size,
                        epochs=params.epochs, validation_data=validation, verbose=verbose, callbacks=[stopping])
-    return TrainedRanker(score=lambda split: predict_in_batches(model, inputs.encoded[split]), keras_model=model,
-                         history=fitted.history)
+    return TrainedRanker(score=score, keras_model=model, history=fitted.history,
+                         refit_overrides={"epochs": stopping.best_epoch + 1})

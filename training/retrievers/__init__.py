@@ -26,6 +26,9 @@ class RetrievalSplit:
     # Per evaluated split (validation, test): each user's liked movies in it.
     relevant: dict[str, dict[int, set[int]]]
     movie_ids: np.ndarray
+    # A refit for serving: the sequences hold every liked movie and nothing is held out; a retriever trains with the
+    # configuration validation chose for it (its `refit_overrides`).
+    refit: bool = False
     index: dict[int, int] = field(init=False)
 
     def __post_init__(self):
@@ -41,20 +44,22 @@ class RetrievalSplit:
                            minlength=len(self.index)).astype(float)
 
 
-def load_retrieval_split(paths: Paths) -> RetrievalSplit:
+def load_retrieval_split(paths: Paths, refit: bool = False) -> RetrievalSplit:
+    """The DATA.md split; for a refit, every rating is training and the evaluated splits are empty."""
     events = pd.read_parquet(paths.marts / "rating_events.parquet")
-    sequences = pd.read_parquet(paths.marts / "user_watch_sequences.parquet", columns=["user_id", "train_movie_ids"])
-    train = events[events["split"] == "train"]
+    column = "movie_ids" if refit else "train_movie_ids"
+    sequences = pd.read_parquet(paths.marts / "user_watch_sequences.parquet", columns=["user_id", column])
+    train = events if refit else events[events["split"] == "train"]
     rated = train.groupby("user_id")["movie_id"].agg(set).to_dict()
-    relevant = {}
-    for split in ("validation", "test"):
+    relevant = {"validation": {}, "test": {}}
+    for split in () if refit else relevant:
         positives = events[(events["split"] == split) & (events["label"] == 1)]
         # Evaluation users: a positive in the split and at least one training rating (DATA.md).
         relevant[split] = {user: set(group) for user, group in positives.groupby("user_id")["movie_id"]
                            if user in rated}
     catalogue = pd.read_parquet(paths.marts / "movie_catalog.parquet", columns=["movie_id"])["movie_id"].to_numpy()
     return RetrievalSplit(paths, {int(user): list(movies) for user, movies in sequences.itertuples(index=False)
-                                  if len(movies)}, rated, relevant, catalogue)
+                                  if len(movies)}, rated, relevant, catalogue, refit)
 
 
 def popularity_prior(popularity: np.ndarray) -> np.ndarray:
@@ -73,6 +78,8 @@ class TrainedRetriever:
     # Hyperparameters chosen on validation (logged as tuned_<name>) and each candidate's validation score.
     tuned: dict = field(default_factory=dict)
     tuning_scores: dict = field(default_factory=dict)
+    # The same choices as overrides of `Params`: a refit on all data trains with them.
+    refit_overrides: dict = field(default_factory=dict)
 
 
 def build_liked_matrix(split: RetrievalSplit):
@@ -117,9 +124,10 @@ def score_on_validation(retriever: Retriever, split: RetrievalSplit, cutoff: int
 TIE_BREAK_WEIGHT = 1e-6
 
 
-def train_tuned_item_item(split: RetrievalSplit, parameter: str, values, weigh) -> TrainedRetriever:
-    """An item-item retriever over the user's last LIKED_MOVIE_COUNT likes, its one hyperparameter chosen on
-    validation: weigh(value) gives the catalogue-sized movie x movie weights for a value."""
+def train_tuned_item_item(split: RetrievalSplit, parameter: str, field_name: str, values, weigh) -> TrainedRetriever:
+    """An item-item retriever over the user's last LIKED_MOVIE_COUNT likes, its one hyperparameter (`parameter`, the
+    values of the Params field `field_name`) chosen on validation: weigh(value) gives the catalogue-sized movie x
+    movie weights for a value."""
     from eaglerec.contracts.names import LIKED_MOVIE_COUNT
     from eaglerec.contracts.retrieval import ItemItemRetriever
 
@@ -128,12 +136,18 @@ def train_tuned_item_item(split: RetrievalSplit, parameter: str, values, weigh) 
         split, lambda value: ItemItemRetriever(split.movie_ids, weigh(value), prior, TIE_BREAK_WEIGHT,
                                                seeds=LIKED_MOVIE_COUNT), values)
     return TrainedRetriever(retriever, tuned={parameter: value},
-                            tuning_scores={f"{parameter}_{candidate:g}": score for candidate, score in scores.items()})
+                            tuning_scores={f"{parameter}_{candidate:g}": score for candidate, score in scores.items()},
+                            refit_overrides={field_name: (value,)})
 
 
 def tune_on_validation(split: RetrievalSplit, build, values) -> tuple[object, Retriever, dict]:
     """Build a retriever for each value of one hyperparameter and keep the best on validation Recall@10 (ties: the
-    first value). Returns the value, its retriever and every value's score."""
+    first value). Returns the value, its retriever and every value's score. A refit has nothing to validate on: it
+    takes the one value validation chose."""
+    if split.refit:
+        if len(values) != 1:
+            raise ValueError(f"a refit trains with the value validation chose, not a choice of {len(values)}")
+        return values[0], build(values[0]), {}
     scores, best = {}, None
     for value in values:
         retriever = build(value)

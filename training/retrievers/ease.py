@@ -41,7 +41,7 @@ def fit_ease(liked, penalty: float) -> np.ndarray:
 def train(split: RetrievalSplit, params: Params, verbose: int = 0) -> TrainedRetriever:
     liked = build_liked_matrix(split)
     kept = np.flatnonzero(np.asarray(liked.sum(axis=0)).ravel() >= params.min_likes)
-    trained = train_tuned_item_item(split, "lambda", params.lambdas, lambda penalty: keep_top_per_row(
+    trained = train_tuned_item_item(split, "lambda", "lambdas", params.lambdas, lambda penalty: keep_top_per_row(
         fit_ease(liked[:, kept], penalty), params.neighbours, kept, len(split.index)))
     if verbose:
         print(f"EASE over {len(kept):,} movies; validation Recall@10 by λ: {trained.tuning_scores}")

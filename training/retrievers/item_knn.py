@@ -37,8 +37,9 @@ def train(split: RetrievalSplit, params: Params, verbose: int = 0) -> TrainedRet
     liked = build_liked_matrix(split)
     kept = np.flatnonzero(np.asarray(liked.sum(axis=0)).ravel() > 0)  # a movie nobody liked has no neighbours
     similarities = cosine_similarities(liked[:, kept], params.shrink)
-    trained = train_tuned_item_item(split, "neighbours", params.neighbours, lambda neighbours: keep_top_per_row(
-        similarities, neighbours, kept, len(split.index)))
+    size = len(split.index)
+    trained = train_tuned_item_item(split, "neighbours", "neighbours", params.neighbours,
+                                    lambda neighbours: keep_top_per_row(similarities, neighbours, kept, size))
     if verbose:
         print(f"item-kNN validation Recall@10 by neighbours: {trained.tuning_scores}")
     return trained

@@ -151,6 +151,8 @@ def train(split: RetrievalSplit, params: Params, verbose: int = 0) -> TrainedRet
         history = model.fit(inputs, targets, sample_weight=(targets > 0).astype(np.float32),
                             batch_size=params.batch_size, epochs=1, shuffle=True, verbose=verbose)
         losses.append(float(history.history["loss"][-1]))
+        if split.refit:  # the epochs validation chose, nothing to stop on
+            continue
         if epoch % params.evaluate_every and epoch != params.epochs:
             continue
         retriever = build_retriever(split, encoder, params, prior)
@@ -163,5 +165,7 @@ def train(split: RetrievalSplit, params: Params, verbose: int = 0) -> TrainedRet
             waited += 1
             if waited >= params.patience:
                 break
+    if split.refit:
+        return TrainedRetriever(build_retriever(split, encoder, params, prior), losses=tuple(losses))
     return TrainedRetriever(best, losses=tuple(losses), tuned={"epochs": best_epoch},
-                            tuning_scores={f"epoch_{best_epoch}": best_score})
+                            tuning_scores={f"epoch_{best_epoch}": best_score}, refit_overrides={"epochs": best_epoch})

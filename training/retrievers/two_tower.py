@@ -160,15 +160,15 @@ def latest_rows(frame, key: str):
 
 
 def train_two_tower_vectors(paths, catalogue_movie_ids: np.ndarray, params: Params, rng,
-                            verbose: int = 0) -> TwoTowerVectors:
-    """Train on the training positives of rating_examples (as-of user features, so no leakage into the towers) and
-    embed the catalogue and the users."""
+                            verbose: int = 0, refit: bool = False) -> TwoTowerVectors:
+    """Train on the training positives of rating_examples (as-of user features, so no leakage into the towers; a
+    refit: every positive) and embed the catalogue and the users."""
     import pandas as pd
 
     from eaglerec.contracts.encoding import FeatureEncoder
     from training.data import load_ranking_data
 
-    data = load_ranking_data(paths)
+    data = load_ranking_data(paths, refit=refit)
     encoder = FeatureEncoder.fit(data.train, data.movie_ids, data.genres)
     positives = data.train[data.train["label"] == 1]
     frequency = positives["movie_id"].map(positives["movie_id"].value_counts()).to_numpy() / len(positives)
@@ -181,11 +181,13 @@ def train_two_tower_vectors(paths, catalogue_movie_ids: np.ndarray, params: Para
     movies = latest_rows(pd.read_parquet(paths.marts / "movie_profiles.parquet"), "movie_id")
     movie_inputs = encoder.encode(movies.reindex(catalogue_movie_ids).reset_index(), MOVIE_TOWER)
     movie_vectors = np.asarray(movie_tower(movie_inputs))
-    # A user's state at the end of training: the features of their first event after it (as of that event).
-    after_training = pd.concat([data.validation, data.test]).sort_values(["rated_at", "movie_id"])
-    states = {"evaluation": after_training.groupby("user_id").head(1),
-              "served": latest_rows(pd.read_parquet(paths.marts / "user_profiles.parquet"), "user_id").reset_index()}
-    vectors = {}
+    states = {}
+    if not refit:  # a refit is not evaluated
+        # A user's state at the end of training: the features of their first event after it (as of that event).
+        after_training = pd.concat([data.validation, data.test]).sort_values(["rated_at", "movie_id"])
+        states["evaluation"] = after_training.groupby("user_id").head(1)
+    states["served"] = latest_rows(pd.read_parquet(paths.marts / "user_profiles.parquet"), "user_id").reset_index()
+    vectors = {"evaluation": {}}
     for name, state in states.items():
         user_inputs = encoder.encode(state, USER_TOWER)
         embedded = np.asarray(user_tower(user_inputs))
@@ -210,12 +212,12 @@ def log_towers(trained: TwoTowerVectors) -> None:
 def train(split: RetrievalSplit, params: Params, verbose: int = 0) -> TrainedRetriever:
     """Train the towers; serve users as of the latest data, evaluate them as of the end of training."""
     trained = train_two_tower_vectors(split.paths, split.movie_ids, params, np.random.default_rng(params.seed),
-                                      verbose)
+                                      verbose, split.refit)
     log_towers(trained)
     prior = popularity_prior(split.count_popularity())
 
     def retriever(user_vectors):
         return EmbeddingRetriever(split.movie_ids, trained.movie_vectors, prior, params.popularity_weight, user_vectors)
 
-    return TrainedRetriever(retriever(trained.served_user_vectors), retriever(trained.evaluation_user_vectors),
-                            tuple(trained.losses))
+    return TrainedRetriever(retriever(trained.served_user_vectors),
+                            None if split.refit else retriever(trained.evaluation_user_vectors), tuple(trained.losses))
