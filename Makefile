@@ -22,7 +22,7 @@ export EAGLEREC_HOME
 UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/bin/uv)
 
 .PHONY: help install envs system-packages run run-direct airflow mlflow train serve bento stop test test-fast lint bench-features \
-	bench-online bench-quality bench-serving bench-events lock clean distclean
+	bench-online bench-quality bench-serving bench-events lock clean distclean tune
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -97,6 +97,9 @@ train: mlflow ## Train the catalogue's default models on the marts, refit the se
 	$(ML_BIN)/eaglerec train --defaults $(if $(EPOCHS),--epochs $(EPOCHS))
 	$(ML_BIN)/eaglerec refit
 	$(ML_BIN)/eaglerec compare
+
+tune: mlflow ## Tune a model on validation with Optuna, then train its best configuration (MODEL=din TRIALS=20 MINUTES=30)
+	$(ML_BIN)/eaglerec tune --model $(or $(MODEL),din) --trials $(or $(TRIALS),20) $(if $(MINUTES),--timeout-minutes $(MINUTES))
 
 bench-quality: train ## Train every model on the full bundled data and print the comparison table (same as train)
 

@@ -242,6 +242,19 @@ def run_train(args: argparse.Namespace) -> None:
               + (f"; {outcome.decision}" if outcome.decision else ""))
 
 
+def run_tune(args: argparse.Namespace) -> None:
+    import mlflow
+
+    from training.tracking import tracking_uri
+    from training.tuning import tune_model
+
+    mlflow.set_tracking_uri(tracking_uri())
+    overrides = {"epochs": args.epochs} if args.epochs else {}
+    print(tune_model(args.model, trials=args.trials, timeout_minutes=args.timeout_minutes,
+                     user_fraction=args.user_fraction, overrides=overrides, seed=args.seed,
+                     final=not args.no_final).describe())
+
+
 def run_airflow(args: argparse.Namespace) -> None:
     from cli.orchestration import (
         DEFAULT_AIRFLOW_PORT,
@@ -537,6 +550,18 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--no-gate", action="store_true",
                        help="register without the champion gate (gate later with `promote --pending`)")
     train.set_defaults(run=run_train)
+
+    tune = commands.add_parser("tune", help="search a model's hyperparameters on validation (Optuna TPE) within a "
+                                            "budget, then train the best configuration as an ordinary gated run")
+    tune.add_argument("--model", required=True, choices=catalogue.names(), metavar="NAME",
+                      help="a model whose module has a search space (suggest_params)")
+    tune.add_argument("--trials", type=int, default=20, help="at most this many trials (default 20)")
+    tune.add_argument("--timeout-minutes", type=float, help="and no new trial after this many minutes")
+    tune.add_argument("--epochs", type=int, help="the epochs of every trial (default: the model's own)")
+    tune.add_argument("--user-fraction", type=float, default=1.0, help="rankers: tune on a seeded sample of users")
+    tune.add_argument("--seed", type=int, default=0, help="of the sampler")
+    tune.add_argument("--no-final", action="store_true", help="search only: do not train the best configuration")
+    tune.set_defaults(run=run_tune)
 
     airflow = commands.add_parser("airflow", help="start/stop Airflow (127.0.0.1:8080) or trigger eaglerec_features "
                                                   "and follow the chain it starts (training, deploy)")

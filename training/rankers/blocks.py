@@ -30,6 +30,19 @@ class RankerParams:
     wide_bins: int = 10_000
 
 
+# The tuning search space every Keras ranker shares (`eaglerec tune`); hidden layers as text, Optuna's choices being
+# plain values. Epochs stay the maximum: early stopping on validation picks the epoch inside each trial.
+HIDDEN_UNITS = {"64": (64,), "128,64": (128, 64), "256,128": (256, 128), "256,128,64": (256, 128, 64)}
+
+
+def suggest_params(trial) -> dict:
+    return {"embedding_dim": trial.suggest_categorical("embedding_dim", [8, 16, 32]),
+            "hidden_units": HIDDEN_UNITS[trial.suggest_categorical("hidden_units", list(HIDDEN_UNITS))],
+            "dropout": trial.suggest_float("dropout", 0.0, 0.5),
+            "learning_rate": trial.suggest_float("learning_rate", 3e-4, 3e-3, log=True),
+            "batch_size": trial.suggest_categorical("batch_size", [256, 512, 1024])}
+
+
 def build_inputs() -> dict[str, keras.KerasTensor]:
     return {feature.name: keras.Input(shape=(), name=feature.name,
                                       dtype="float32" if feature.kind == "numeric" else "int32")

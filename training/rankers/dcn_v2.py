@@ -18,6 +18,11 @@ class Params(blocks.RankerParams):
     cross_layers: int = 2
 
 
+def suggest_params(trial) -> dict:
+    """Its tuning search space: the shared one, and the depth of the cross network."""
+    return {**blocks.suggest_params(trial), "cross_layers": trial.suggest_int("cross_layers", 1, 3)}
+
+
 @keras.saving.register_keras_serializable(package="eaglerec")
 class CrossLayer(layers.Layer):
     """One DCN-v2 cross layer over (x_0, x_l), both (batch, d): x_0 * (x_l W + b) + x_l."""

@@ -9,6 +9,7 @@ from eaglerec.contracts.features import NUMERIC
 from training.rankers import RankerInputs, TrainedRanker, blocks
 
 Params = blocks.RankerParams
+suggest_params = blocks.suggest_params  # its tuning search space
 
 
 @keras.saving.register_keras_serializable(package="eaglerec")

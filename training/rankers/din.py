@@ -11,6 +11,12 @@ from training.rankers import RankerInputs, TrainedRanker, blocks
 Params = blocks.RankerParams
 
 
+def suggest_params(trial) -> dict:
+    """Its tuning search space: the shared one, and the attention MLP's width."""
+    return {**blocks.suggest_params(trial),
+            "attention_units": (trial.suggest_categorical("attention_units", [16, 36, 64]),)}
+
+
 @keras.saving.register_keras_serializable(package="eaglerec")
 class LocalActivationUnit(layers.Layer):
     """DIN's attention: weight each liked movie by an MLP of (item, candidate, item - candidate, item * candidate),

@@ -8,6 +8,7 @@ from keras import ops
 from training.rankers import RankerInputs, TrainedRanker, blocks
 
 Params = blocks.RankerParams
+suggest_params = blocks.suggest_params  # its tuning search space
 
 
 def build_embedding_mlp(sizes: dict[str, int], params: Params) -> keras.Model:

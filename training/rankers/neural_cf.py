@@ -9,6 +9,7 @@ from eaglerec.contracts.features import MOVIE_ID, USER_ID
 from training.rankers import RankerInputs, TrainedRanker, blocks
 
 Params = blocks.RankerParams
+suggest_params = blocks.suggest_params  # its tuning search space
 
 
 def build_neural_cf(sizes: dict[str, int], params: Params) -> keras.Model:

@@ -9,6 +9,7 @@ from eaglerec.contracts.features import LIKED_MOVIES, MOVIE_GENRES, MOVIE_ID, US
 from training.rankers import RankerInputs, TrainedRanker, blocks
 
 Params = blocks.RankerParams
+suggest_params = blocks.suggest_params  # its tuning search space
 # The wide part's crosses: the candidate with the last liked movie, and movie genre with user genre.
 CROSSES = {"movie_x_last_liked": (MOVIE_ID, LIKED_MOVIES[0]), "genre_x_user_genre": (MOVIE_GENRES[0], USER_GENRES[0])}
 

@@ -42,6 +42,15 @@ class Params:
     seed: int = 0
 
 
+def suggest_params(trial) -> dict:
+    """Its tuning search space (`eaglerec tune`); epochs stay the maximum, early stopping picks within a trial."""
+    return {"embedding_dim": trial.suggest_categorical("embedding_dim", [32, 48, 64]),
+            "blocks": trial.suggest_int("blocks", 1, 2),
+            "max_length": trial.suggest_categorical("max_length", [20, 50]),
+            "dropout": trial.suggest_float("dropout", 0.1, 0.5),
+            "learning_rate": trial.suggest_float("learning_rate", 5e-4, 5e-3, log=True)}
+
+
 class SequenceEncoder(layers.Layer):
     """The encoder, op for op as eaglerec.contracts.retrieval.encode_sequences computes it (plus dropout while
     training): scaled movie embeddings + learnt positions, pre-norm causal self-attention and feed-forward blocks."""

@@ -48,6 +48,16 @@ class Params:
     seed: int = 42
 
 
+def suggest_params(trial) -> dict:
+    """Its tuning search space (`eaglerec tune`)."""
+    return {"embedding_dim": trial.suggest_categorical("embedding_dim", [16, 32, 64]),
+            "hidden_units": trial.suggest_categorical("hidden_units", [32, 64, 128]),
+            "temperature": trial.suggest_float("temperature", 0.05, 0.3, log=True),
+            "popularity_weight": trial.suggest_float("popularity_weight", 0.0, 1.0),
+            "epochs": trial.suggest_int("epochs", 4, 12),
+            "learning_rate": trial.suggest_float("learning_rate", 1e-3, 1e-2, log=True)}
+
+
 @keras.saving.register_keras_serializable(package="eaglerec")
 class InBatchLogits(layers.Layer):
     """Logits of every user in the batch against every movie in it: u . m / temperature - log q(movie); a movie that
