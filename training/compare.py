@@ -3,7 +3,7 @@ by side, as markdown and HTML, written under $EAGLEREC_HOME/reports/ and logged 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -45,6 +45,8 @@ LINKS = {"version": "version_url", "run": "run_url"}
 class Comparison:
     data_version: str
     tables: dict[str, pd.DataFrame]
+    run_ids: dict[str, dict[str, str]] = field(default_factory=dict)  # table -> model -> its latest run
+    goals: list = field(default_factory=list)  # training.goals.GoalCheck
 
     def to_markdown(self) -> str:
         parts = [f"# EagleRec model comparison\n\nData version `{self.data_version}`; every figure on the test split "
@@ -53,6 +55,11 @@ class Comparison:
                  "bootstrap interval over users (promoted only when the interval lies above 0).\n"]
         for name, table in self.tables.items():
             parts.append(f"## {name.capitalize()}\n\n" + (render_markdown(table) if len(table) else "(no runs)\n"))
+        if self.goals:
+            from training.goals import render_goals
+
+            parts.append("## Quality goals\n\nThe best model of a kind is the best on validation; intervals are "
+                         "95 % bootstrap intervals over test users.\n\n" + render_goals(self.goals))
         return "\n".join(parts)
 
     def to_html(self) -> str:
@@ -70,6 +77,13 @@ class Comparison:
             index=False, border=0, escape=False, formatters={column: FORMATS[column].format for column in FORMATS
                                                              if column in table}, float_format="{:.4f}".format)
                        for name, table in self.tables.items())
+        if self.goals:
+            from training.goals import GoalCheck
+
+            goals = pd.DataFrame([{"goal": check.goal, "measured": check.measured, "value": check.value,
+                                   "95 % interval": "" if check.low is None else f"[{check.low:.4f}, {check.high:.4f}]",
+                                   "verdict": check.verdict} for check in self.goals if isinstance(check, GoalCheck)])
+            body += "<h2>Quality goals</h2>" + goals.to_html(index=False, border=0, float_format="{:.4f}".format)
         return (f"<!doctype html><html><head><meta charset='utf-8'><title>EagleRec model comparison</title>"
                 f"<style>body{{font-family:sans-serif}}table{{border-collapse:collapse}}td,th{{padding:4px 10px;"
                 f"border-bottom:1px solid #ddd;text-align:right}}</style></head><body><h1>EagleRec model comparison"
@@ -145,7 +159,7 @@ def compare_models(paths: Paths | None = None) -> Comparison:
     paths = paths or Paths.from_env()
     data_version = hash_data_version(paths.marts)
     client = mlflow.MlflowClient()
-    tables = {}
+    tables, run_ids = {}, {}
     for kind, (test_set, columns) in TABLES.items():
         name = f"{kind}s"
         settings = load_catalogue().kinds[kind]
@@ -168,7 +182,10 @@ def compare_models(paths: Paths | None = None) -> Comparison:
         table["run_url"], table["version_url"] = describe_ui_links(latest, versions, settings.registered_model)
         sort_by = next(iter(columns.values()))
         tables[name] = table.sort_values(sort_by, ascending=False).reset_index(drop=True)
-    return Comparison(data_version, tables)
+        run_ids[name] = dict(zip(latest[f"tags.{MODEL_TAG}"], latest["run_id"], strict=True))
+    from training.goals import check_quality_goals
+
+    return Comparison(data_version, tables, run_ids, check_quality_goals(tables, run_ids))
 
 
 def write_comparison(comparison: Comparison, paths: Paths | None = None) -> dict[str, Path]:

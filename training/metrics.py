@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -118,3 +118,12 @@ def compare_aucs(candidate: np.ndarray, champion: np.ndarray, labels: np.ndarray
     ones = np.ones(len(labels))
     return PairedDifference(weighted_auc(candidate, labels, ones), weighted_auc(champion, labels, ones), float(low),
                             float(high), level, len(ids))
+
+
+def bootstrap_users(statistic: Callable[[np.ndarray], float], users: int, resamples: int = 1000,
+                    level: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """The percentile bootstrap interval of a statistic over users: statistic(weights), weights[i] being how often
+    user i is drawn in a resample (a user's examples stay together)."""
+    values = [statistic(row) for row in resample_users(users, resamples, seed)]
+    low, high = np.quantile(values, [(1 - level) / 2, (1 + level) / 2])
+    return float(low), float(high)

@@ -194,8 +194,20 @@ def test_the_comparison_table_lists_every_retriever_with_its_logged_figures(runs
         tags = client.get_model_version(RETRIEVER_MODEL, outcome.version).tags
         if "promotion_interval" in tags:
             assert table.at[name, GATE_COLUMN].startswith(f"{float(tags['promotion_difference']):+.4f} [")
+    # The quality goals: the best retriever is the non-baseline one best on validation, set against EASE on test.
+    goals = {check.goal.split(" >=")[0]: check for check in comparison.goals}
+    best = max((name for name in runs if not load_catalogue().entry(name).baseline),
+               key=lambda name: runs[name].metrics["validation_recall_at_10"])
+    ratio = goals["best retriever Recall@10"]
+    assert ratio.value is not None, ratio.measured
+    assert ratio.value == pytest.approx(runs[best].metrics["test_recall_at_10"] / runs["ease"].metrics[
+        "test_recall_at_10"]) and ratio.low <= ratio.value <= ratio.high and ratio.measured.startswith(best)
+    ndcg = goals["best retriever NDCG@10"]
+    assert ndcg.value == pytest.approx(runs[best].metrics["test_ndcg_at_10"]) and ndcg.low <= ndcg.value <= ndcg.high
+    assert goals["best ranker AUC"].verdict == "not measured"  # no ranker in this registry
     written = write_comparison(comparison, built_paths)
     markdown = written["md"].read_text()
+    assert "## Quality goals" in markdown and f"| {ratio.goal} | {ratio.measured} | {ratio.value:.4f} |" in markdown
     assert f"| two_tower | {runs['two_tower'].metrics['test_recall_at_10']:.4f} |" in markdown
     two_tower = runs["two_tower"].version
     assert f"[v{two_tower}]({tracking_uri}/#/models/{RETRIEVER_MODEL}/versions/{two_tower})" in markdown

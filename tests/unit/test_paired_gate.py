@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from training.metrics import compare_aucs, compare_user_means, resample_users, weighted_auc
+from training.metrics import bootstrap_users, compare_aucs, compare_user_means, resample_users, weighted_auc
 
 pytestmark = pytest.mark.unit
 
@@ -58,3 +58,20 @@ def test_user_means_a_real_gain_is_found_and_noise_is_not():
     assert noise.low < 0 < noise.high
     # The interval's width is about 2 x 1.96 x sd / sqrt(n) = 0.008 for sd 0.05 and 600 users.
     assert noise.high - noise.low == pytest.approx(2 * 1.96 * 0.05 / np.sqrt(600), rel=0.15)
+
+
+def test_the_generic_user_bootstrap_gives_the_paired_gates_interval_for_a_difference_of_means():
+    rng = np.random.default_rng(3)
+    candidate, champion = rng.random(300), rng.random(300) * 0.9
+    paired = compare_user_means(candidate, champion, resamples=500, seed=7)
+    low, high = bootstrap_users(lambda weights: weights @ (candidate - champion) / len(candidate), 300, 500, seed=7)
+    assert (low, high) == pytest.approx((paired.low, paired.high))
+
+
+def test_the_user_bootstrap_of_a_constant_collapses_and_of_a_mean_covers_it():
+    assert bootstrap_users(lambda weights: 0.25, 50) == (0.25, 0.25)
+    values = np.random.default_rng(0).normal(1.0, 1.0, 400)
+    low, high = bootstrap_users(lambda weights: weights @ values / weights.sum(), len(values))
+    # The normal approximation's 95 % interval of the mean, by hand: mean ± 1.96 sd / sqrt(n).
+    half = 1.96 * values.std(ddof=1) / np.sqrt(len(values))
+    assert (low, high) == pytest.approx((values.mean() - half, values.mean() + half), abs=0.03)
