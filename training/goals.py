@@ -10,13 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from eaglerec.contracts.catalogue import load_catalogue
-
-# Recall@10 of the best retriever over EASE's; NDCG@10 of the best retriever; AUC of the best ranker.
-RECALL_OVER_EASE, BEST_NDCG, BEST_AUC = 1.3, 0.10, 0.81
-REFERENCE_RETRIEVER = "ease"
-# DIN, which reads the order of the user's history, should rank at least as well as Wide&Deep.
-HISTORY_RANKER, CROSS_RANKER = "din", "wide_and_deep"
+from eaglerec.contracts.catalogue import QualityGoals, load_catalogue
 
 
 class MissingAnswersError(Exception):
@@ -59,16 +53,22 @@ def choose_best(table: pd.DataFrame, validation_column: str, exclude: tuple[str,
     return None if candidates.empty else str(candidates.loc[candidates[validation_column].idxmax(), "model"])
 
 
-RATIO_GOAL = f"best retriever Recall@10 >= {RECALL_OVER_EASE:g} x {REFERENCE_RETRIEVER}'s"
-NDCG_GOAL = f"best retriever NDCG@10 >= {BEST_NDCG:g}"
-AUC_GOAL = f"best ranker AUC >= {BEST_AUC:g}"
-ORDER_GOAL = f"{HISTORY_RANKER} AUC >= {CROSS_RANKER}'s"
-TARGETS = {RATIO_GOAL: RECALL_OVER_EASE, NDCG_GOAL: BEST_NDCG, AUC_GOAL: BEST_AUC, ORDER_GOAL: 0.0}
+def describe_goals(goals: QualityGoals) -> dict[str, tuple[str, float]]:
+    """Each goal's wording and target, by what it measures."""
+    return {"ratio": (f"best retriever Recall@10 >= {goals.recall_over_reference:g} x {goals.reference_retriever}'s",
+                      goals.recall_over_reference),
+            "ndcg": (f"best retriever NDCG@10 >= {goals.best_ndcg_at_10:g}", goals.best_ndcg_at_10),
+            "auc": (f"best ranker AUC >= {goals.best_auc:g}", goals.best_auc),
+            "order": (f"{goals.ranker_order[0]} AUC >= {goals.ranker_order[1]}'s", 0.0)}
 
 
 def check_quality_goals(tables: dict[str, pd.DataFrame], run_ids: dict[str, dict[str, str]]) -> list[GoalCheck]:
-    """Check each goal on the comparison's tables (model, figures) and the run id of each model's latest run."""
+    """Check the catalogue's goals on the comparison's tables (model, figures) and each model's latest run id."""
     from training.tracking import load_test_answers
+
+    goals = load_catalogue().goals
+    if goals is None:
+        return []
 
     def answers_of(run_id: str) -> pd.DataFrame:
         answers = load_test_answers(run_id)
@@ -77,56 +77,62 @@ def check_quality_goals(tables: dict[str, pd.DataFrame], run_ids: dict[str, dict
         return answers
 
     try:
-        return [*check_retrieval_goals(tables["retrievers"], run_ids.get("retrievers", {}), answers_of),
-                *check_ranking_goals(tables["rankers"], run_ids.get("rankers", {}), answers_of)]
+        return [*check_retrieval_goals(goals, tables["retrievers"], run_ids.get("retrievers", {}), answers_of),
+                *check_ranking_goals(goals, tables["rankers"], run_ids.get("rankers", {}), answers_of)]
     except MissingAnswersError as missing:
-        return [GoalCheck(goal, str(missing), target) for goal, target in TARGETS.items()]
+        return [GoalCheck(goal, str(missing), target) for goal, target in describe_goals(goals).values()]
 
 
-def check_retrieval_goals(table: pd.DataFrame, run_ids: dict[str, str], answers_of) -> list[GoalCheck]:
+def check_retrieval_goals(goals: QualityGoals, table: pd.DataFrame, run_ids: dict[str, str],
+                          answers_of) -> list[GoalCheck]:
     from training.metrics import bootstrap_users
 
-    best = choose_best(table, "val Recall@10", (REFERENCE_RETRIEVER,))
-    if best is None or REFERENCE_RETRIEVER not in run_ids:
-        why = f"needs runs of {REFERENCE_RETRIEVER} and of another retriever on this data"
-        return [GoalCheck(RATIO_GOAL, why, RECALL_OVER_EASE), GoalCheck(NDCG_GOAL, why, BEST_NDCG)]
-    answers = answers_of(run_ids[best]).merge(answers_of(run_ids[REFERENCE_RETRIEVER]), on="user_id",
+    (ratio_goal, ratio_target), (ndcg_goal, ndcg_target) = (describe_goals(goals)[key] for key in ("ratio", "ndcg"))
+    reference = goals.reference_retriever
+    best = choose_best(table, "val Recall@10", (reference,))
+    if best is None or reference not in run_ids:
+        why = f"needs runs of {reference} and of another retriever on this data"
+        return [GoalCheck(ratio_goal, why, ratio_target), GoalCheck(ndcg_goal, why, ndcg_target)]
+    answers = answers_of(run_ids[best]).merge(answers_of(run_ids[reference]), on="user_id",
                                               suffixes=("", "_reference"))
-    recall, reference = answers["recall_at_10"].to_numpy(), answers["recall_at_10_reference"].to_numpy()
+    recall, recall_reference = answers["recall_at_10"].to_numpy(), answers["recall_at_10_reference"].to_numpy()
     ndcg = answers["ndcg_at_10"].to_numpy()
     users = len(answers)
-    return [GoalCheck(RATIO_GOAL, f"{best} (best on validation) {recall.mean():.4f} / {REFERENCE_RETRIEVER} "
-                                  f"{reference.mean():.4f}, {users} test users", RECALL_OVER_EASE,
-                      recall.mean() / reference.mean(),
-                      *bootstrap_users(lambda weights: (weights @ recall) / (weights @ reference), users)),
-            GoalCheck(NDCG_GOAL, f"{best}", BEST_NDCG, ndcg.mean(),
+    return [GoalCheck(ratio_goal, f"{best} (best on validation) {recall.mean():.4f} / {reference} "
+                                  f"{recall_reference.mean():.4f}, {users} test users", ratio_target,
+                      recall.mean() / recall_reference.mean(),
+                      *bootstrap_users(lambda weights: (weights @ recall) / (weights @ recall_reference), users)),
+            GoalCheck(ndcg_goal, f"{best}", ndcg_target, ndcg.mean(),
                       *bootstrap_users(lambda weights: (weights @ ndcg) / weights.sum(), users))]
 
 
-def check_ranking_goals(table: pd.DataFrame, run_ids: dict[str, str], answers_of) -> list[GoalCheck]:
+def check_ranking_goals(goals: QualityGoals, table: pd.DataFrame, run_ids: dict[str, str],
+                        answers_of) -> list[GoalCheck]:
     from training.metrics import auc_of_levels, bootstrap_users, compare_aucs
     from training.ranking import EXAMPLE_KEY
 
+    (auc_goal, auc_target), (order_goal, _) = (describe_goals(goals)[key] for key in ("auc", "order"))
     checks = []
     best = choose_best(table, "val AUC")
     if best is None:
-        checks.append(GoalCheck(AUC_GOAL, "needs a ranker run on this data", BEST_AUC))
+        checks.append(GoalCheck(auc_goal, "needs a ranker run on this data", auc_target))
     else:
         answers = answers_of(run_ids[best])
         labels = answers["label"].to_numpy(dtype=float)
         levels, inverse = np.unique(answers["score"].to_numpy(), return_inverse=True)
         users, user_of_example = np.unique(answers["user_id"].to_numpy(), return_inverse=True)
         checks.append(GoalCheck(
-            AUC_GOAL, f"{best} (best on validation), {len(users)} test users", BEST_AUC,
+            auc_goal, f"{best} (best on validation), {len(users)} test users", auc_target,
             auc_of_levels(inverse, len(levels), labels, np.ones(len(labels))),
             *bootstrap_users(lambda weights: auc_of_levels(inverse, len(levels), labels, weights[user_of_example]),
                              len(users))))
-    if not {HISTORY_RANKER, CROSS_RANKER} <= set(run_ids):
-        return [*checks, GoalCheck(ORDER_GOAL, f"needs runs of {HISTORY_RANKER} and {CROSS_RANKER} on this data", 0.0)]
-    paired = answers_of(run_ids[HISTORY_RANKER]).merge(answers_of(run_ids[CROSS_RANKER])[[*EXAMPLE_KEY, "score"]],
-                                                       on=EXAMPLE_KEY, suffixes=("", "_other"))
+    first, second = goals.ranker_order
+    if not {first, second} <= set(run_ids):
+        return [*checks, GoalCheck(order_goal, f"needs runs of {first} and {second} on this data", 0.0)]
+    paired = answers_of(run_ids[first]).merge(answers_of(run_ids[second])[[*EXAMPLE_KEY, "score"]], on=EXAMPLE_KEY,
+                                              suffixes=("", "_other"))
     difference = compare_aucs(paired["score"].to_numpy(), paired["score_other"].to_numpy(),
                               paired["label"].to_numpy(), paired["user_id"].to_numpy())
-    return [*checks, GoalCheck(ORDER_GOAL, f"{HISTORY_RANKER} {difference.candidate:.4f} - {CROSS_RANKER} "
+    return [*checks, GoalCheck(order_goal, f"{first} {difference.candidate:.4f} - {second} "
                                            f"{difference.champion:.4f}, paired", 0.0, difference.difference,
                                difference.low, difference.high)]

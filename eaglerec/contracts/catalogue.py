@@ -59,9 +59,21 @@ class ModelEntry:
 
 
 @dataclass(frozen=True)
+class QualityGoals:
+    """What the comparison checks the models against, on test (the best model of a kind chosen on validation)."""
+
+    reference_retriever: str
+    recall_over_reference: float  # the best retriever's Recall@10 over the reference's
+    best_ndcg_at_10: float
+    best_auc: float
+    ranker_order: tuple[str, str]  # the first ranks at least as well as the second
+
+
+@dataclass(frozen=True)
 class ModelCatalogue:
     kinds: dict[str, Kind]
     models: dict[str, ModelEntry]
+    goals: QualityGoals | None = None
 
     def entry(self, name: str) -> ModelEntry:
         if name not in self.models:
@@ -117,7 +129,17 @@ def parse_catalogue(text: str, source: str = CATALOGUE_FILE.name) -> ModelCatalo
             baseline=table["baseline"], registered=table["registered"], default=table["default"],
             params=MappingProxyType(dict(table.get("params", {}))), serve_latest=table.get("serve_latest", False),
             aliases=tuple(table.get("aliases", ())))
-    return ModelCatalogue(kinds, models)
+    goals = None
+    if "goals" in data:
+        table = data["goals"]
+        fields = {"reference_retriever", "recall_over_reference", "best_ndcg_at_10", "best_auc", "ranker_order"}
+        if set(table) != fields:
+            raise CatalogueError(f"{source}: [goals] must have exactly {', '.join(sorted(fields))}")
+        named = [table["reference_retriever"], *table["ranker_order"]]
+        if unknown := [name for name in named if name not in models]:
+            raise CatalogueError(f"{source}: [goals] names {', '.join(unknown)}, not in the catalogue")
+        goals = QualityGoals(**{**table, "ranker_order": tuple(table["ranker_order"])})
+    return ModelCatalogue(kinds, models, goals)
 
 
 @cache

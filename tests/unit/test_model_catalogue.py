@@ -68,3 +68,10 @@ def test_the_project_catalogue_parses_with_both_kinds_and_unique_names():
     assert set(catalogue.kinds) == {"ranker", "retriever"}
     assert catalogue.names("ranker") and catalogue.names("retriever")
     assert CATALOGUE_FILE.name == "models.toml"
+
+
+def test_the_goals_name_models_of_the_catalogue():
+    text = CATALOGUE_FILE.read_text().replace('reference_retriever = "ease"', 'reference_retriever = "eas"')
+    with pytest.raises(CatalogueError, match=r"\[goals\] names eas"):
+        parse_catalogue(text)
+    assert load_catalogue().goals.reference_retriever in load_catalogue().names("retriever")
