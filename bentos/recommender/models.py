@@ -81,23 +81,22 @@ def compile_ranker(model):
     return lambda inputs: concrete({name: tf.constant(values) for name, values in inputs.items()})
 
 
-def find_served(client, version) -> tuple[object, str]:
+def find_served(client, version) -> tuple[object, str, str]:
     """What serves for an evaluated version: its refit on all ratings when training registered one (the registry
-    links it), else the version itself; and its label."""
+    links it), else the version itself; with its catalogue name and its label."""
     name = client.get_run(version.run_id).data.tags.get(MODEL_TAG, "model")
     label = f"{name} v{version.version}"
     if refit := (version.tags or {}).get(REFIT_VERSION_TAG):
-        return client.get_model_version(version.name, refit), f"{label} (refit v{refit})"
-    return version, label
+        return client.get_model_version(version.name, refit), name, f"{label} (refit v{refit})"
+    return version, name, label
 
 
 def load_ranker(client, version, catalog: MovieCatalog) -> Ranker:
     import mlflow
 
-    served, label = find_served(client, version)
+    served, name, label = find_served(client, version)
     model = mlflow.tensorflow.load_model(f"models:/{served.name}/{served.version}")
     encoder = FeatureEncoder.from_dict(mlflow.artifacts.load_dict(f"runs:/{served.run_id}/{ENCODER_ARTIFACT}"))
-    name = client.get_run(version.run_id).data.tags.get(MODEL_TAG, "ranker")
     ranker = Ranker(label, name, str(version.version), compile_ranker(model), encoder,
                     encoder.encode(catalog.features, MOVIE_FEATURES))
     ranker.score(encoder.encode_row({}, USER_FEATURES), np.arange(2))  # the first call is slower: not on a request
@@ -109,7 +108,7 @@ def load_retriever(client, version) -> LoadedRetriever:
     declared retriever type from the version's artifacts."""
     import mlflow
 
-    served, label = find_served(client, version)
+    served, _, label = find_served(client, version)
     model = mlflow.pyfunc.load_model(f"models:/{served.name}/{served.version}")
     return LoadedRetriever(label, model.unwrap_python_model().retriever)
 

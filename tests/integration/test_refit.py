@@ -114,7 +114,7 @@ def test_the_service_loads_the_refit_the_aliased_version_links(trained, built_pa
     client = MlflowClient(tracking_uri)
     champion = client.get_model_version_by_alias(RETRIEVER_MODEL, CHAMPION)
     refit = champion.tags["refit_version"]
-    served, label = find_served(client, champion)
+    served, _, label = find_served(client, champion)
     assert served.version == refit and label == f"ease v{champion.version} (refit v{refit})"
     loaded = load_retriever(client, champion)
     state = UserState(None, (296, 318, 593))
