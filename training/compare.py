@@ -78,11 +78,9 @@ class Comparison:
                                                              if column in table}, float_format="{:.4f}".format)
                        for name, table in self.tables.items())
         if self.goals:
-            from training.goals import GoalCheck
-
             goals = pd.DataFrame([{"goal": check.goal, "measured": check.measured, "value": check.value,
                                    "95 % interval": "" if check.low is None else f"[{check.low:.4f}, {check.high:.4f}]",
-                                   "verdict": check.verdict} for check in self.goals if isinstance(check, GoalCheck)])
+                                   "verdict": check.verdict} for check in self.goals])
             body += "<h2>Quality goals</h2>" + goals.to_html(index=False, border=0, float_format="{:.4f}".format)
         return (f"<!doctype html><html><head><meta charset='utf-8'><title>EagleRec model comparison</title>"
                 f"<style>body{{font-family:sans-serif}}table{{border-collapse:collapse}}td,th{{padding:4px 10px;"

@@ -102,6 +102,8 @@ def parse_catalogue(text: str, source: str = CATALOGUE_FILE.name) -> ModelCatalo
         if name not in KINDS or not KIND_KEYS <= set(table) <= KIND_KEYS | OPTIONAL_KIND_KEYS:
             raise CatalogueError(f"{source}: [kinds.{name}] must be one of {KINDS} with keys {sorted(KIND_KEYS)} "
                                  f"(optional: {sorted(OPTIONAL_KIND_KEYS)})")
+        if not isinstance(table.get("refit", True), bool):
+            raise CatalogueError(f"{source}: [kinds.{name}] refit must be true or false")
         kinds[name] = Kind(name, **table)
     if set(kinds) != set(KINDS):
         raise CatalogueError(f"{source}: expected a [kinds.<kind>] table for each of {', '.join(KINDS)}")

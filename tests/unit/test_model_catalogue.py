@@ -75,3 +75,11 @@ def test_the_goals_name_models_of_the_catalogue():
     with pytest.raises(CatalogueError, match=r"\[goals\] names eas"):
         parse_catalogue(text)
     assert load_catalogue().goals.reference_retriever in load_catalogue().names("retriever")
+
+
+def test_a_kind_refits_unless_its_catalogue_entry_says_refit_false():
+    assert all(kind.refit for kind in load_catalogue().kinds.values())
+    text = CATALOGUE_FILE.read_text().replace('gate_metric = "auc"', 'gate_metric = "auc"\nrefit = false')
+    assert not parse_catalogue(text).kinds["ranker"].refit
+    with pytest.raises(CatalogueError, match="refit must be true or false"):
+        parse_catalogue(text.replace("refit = false", 'refit = "no"'))
