@@ -417,11 +417,14 @@ def run_refit(args: argparse.Namespace) -> None:
     if args.version:
         print(refit_version(args.kind, args.version, verbose=args.verbose).describe())
         return
-    done = refit_served([args.kind] if args.kind else None, verbose=args.verbose)
+    skipped = []
+    done = refit_served([args.kind] if args.kind else None, verbose=args.verbose, skipped=skipped)
     for refit in done:
         print(refit.describe())
-    if not done:
-        print("every served version has its refit (or the catalogue's kinds ask for none)")
+    for reason in skipped:
+        print(f"not refit, serves as before: {reason}")
+    if not done and not skipped:
+        print("every served version has its refit on the current marts (or the catalogue's kinds ask for none)")
 
 
 def run_rollback(args: argparse.Namespace) -> None:

@@ -2,14 +2,15 @@
 data; the served model should not lose it. So each served version (the `champion` and `challenger` of a kind, the
 latest version of a `serve_latest` entry) is trained again with its run's configuration (params, plus what
 validation chose: the best epoch, EASE's λ) on every rating, and registered as a refit linked both ways
-(REFIT_OF_TAG, REFIT_VERSION_TAG). Aliases, the gate, rollbacks and reports stay on the evaluated versions: their
-figures are the held-out ones. The service loads the refit an aliased version links."""
+(REFIT_OF_TAG, REFIT_VERSION_TAG); again when the marts change while it is served (new ratings). Aliases, the gate,
+rollbacks and reports stay on the evaluated versions: their figures are the held-out ones. The service loads the
+refit an aliased version links."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from eaglerec.contracts.catalogue import load_catalogue
+from eaglerec.contracts.catalogue import CatalogueError, load_catalogue
 from eaglerec.contracts.names import CHALLENGER, CHAMPION, MODEL_TAG, REFIT_OF_TAG, REFIT_VERSION_TAG
 from eaglerec.settings import Paths
 from training.tracking import load_training_config
@@ -100,11 +101,28 @@ def find_served_versions(client, kind: str) -> list:
     return [served[key] for key in sorted(served, key=int)]
 
 
-def refit_served(kinds: list[str] | None = None, paths: Paths | None = None, verbose: int = 0) -> list[Refit]:
-    """Refit every served version without a refit yet, for each kind whose catalogue entry asks for refits (all by
-    default). Re-running it refits nothing twice."""
+def needs_refit(client, version, data_version: str) -> bool:
+    """A served version needs a refit when it has none, or when its refit learnt from older marts than today's (a
+    champion keeps its alias across features runs: its refit must keep up with the ratings)."""
+    refit = (version.tags or {}).get(REFIT_VERSION_TAG)
+    if refit is None:
+        return True
+    linked = client.get_model_version(version.name, refit)
+    return client.get_run(linked.run_id).data.tags.get("data_version") != data_version
+
+
+def refit_served(kinds: list[str] | None = None, paths: Paths | None = None, verbose: int = 0,
+                 skipped: list[str] | None = None) -> list[Refit]:
+    """Refit every served version whose refit is missing or older than the current marts, for each kind whose
+    catalogue entry asks for refits (all by default). Re-running it on the same marts refits nothing twice. A version
+    that cannot be refit (a model this catalogue no longer has, a run from before configurations were logged) keeps
+    what it serves; why goes to `skipped`."""
     import mlflow
 
+    from training.tracking import hash_data_version
+
+    paths = paths or Paths.from_env()
+    data_version = hash_data_version(paths.marts)
     client = mlflow.MlflowClient()
     catalogue = load_catalogue()
     done = []
@@ -112,6 +130,10 @@ def refit_served(kinds: list[str] | None = None, paths: Paths | None = None, ver
         if not catalogue.kinds[kind].refit:
             continue
         for version in find_served_versions(client, kind):
-            if REFIT_VERSION_TAG not in version.tags:
+            if not needs_refit(client, version, data_version):
+                continue
+            try:
                 done.append(refit_version(kind, version.version, paths, verbose))
+            except (RefitError, CatalogueError) as reason:
+                (skipped if skipped is not None else []).append(f"{version.name} v{version.version}: {reason}")
     return done

@@ -3,6 +3,8 @@ are trained again on all ratings with what validation chose, registered and link
 what the service loads. The REST chain test (test_orchestration.py) checks the recommender answers with the refit."""
 
 import ast
+import json
+import shutil
 
 import mlflow
 import numpy as np
@@ -14,6 +16,7 @@ from bentos.recommender.models import find_served, load_retriever
 from eaglerec.contracts.catalogue import load_catalogue
 from eaglerec.contracts.names import CHAMPION
 from eaglerec.contracts.retrieval import UserState
+from eaglerec.settings import Paths
 from tests.conftest import running_tracking_server
 from training.compare import compare_models
 from training.promotion import promote, promote_pending
@@ -39,18 +42,26 @@ def tracking_uri(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def trained(built_paths, tracking_uri):
+def home(built_paths, tmp_path_factory) -> Paths:
+    """A copy of the built marts: the last test changes their data version."""
+    copied = Paths(tmp_path_factory.mktemp("refit") / "home")
+    shutil.copytree(built_paths.marts, copied.marts)
+    return copied
+
+
+@pytest.fixture(scope="module")
+def trained(home, tracking_uri):
     """NeuralCF (the first ranker: champion, and the latest of a serve_latest entry) on a slice, with room to stop
     early; most_popular then EASE as retrievers (EASE beats popularity surely: champion). Then `refit` as the deploy
     runs it, and the non-served most_popular by version."""
     mlflow.set_tracking_uri(tracking_uri)
-    runs = {"neural_cf": train_model("neural_cf", built_paths, {"embedding_dim": 8, "hidden_units": (16,), "epochs": 4,
+    runs = {"neural_cf": train_model("neural_cf", home, {"embedding_dim": 8, "hidden_units": (16,), "epochs": 4,
                                                                 "batch_size": 256}, user_fraction=SLICE),
-            "most_popular": train_model("most_popular", built_paths),
-            "ease": train_model("ease", built_paths, {"lambdas": (100.0, 500.0)})}
-    served = refit_served(paths=built_paths)
-    popular = refit_version("retriever", runs["most_popular"].version, built_paths)
-    return {"runs": runs, "served": served, "popular": popular, "again": refit_served(paths=built_paths)}
+            "most_popular": train_model("most_popular", home),
+            "ease": train_model("ease", home, {"lambdas": (100.0, 500.0)})}
+    served = refit_served(paths=home)
+    popular = refit_version("retriever", runs["most_popular"].version, home)
+    return {"runs": runs, "served": served, "popular": popular, "again": refit_served(paths=home)}
 
 
 def test_each_served_version_is_refit_once_and_linked_both_ways(trained, tracking_uri):
@@ -71,7 +82,7 @@ def test_each_served_version_is_refit_once_and_linked_both_ways(trained, trackin
         assert "test_set" not in run.data.tags and run.data.tags["refit_of_run"] == evaluated.run_id
 
 
-def test_the_ranker_refit_trains_the_best_validation_epoch_on_every_example_of_its_users(trained, built_paths,
+def test_the_ranker_refit_trains_the_best_validation_epoch_on_every_example_of_its_users(trained, home,
                                                                                          tracking_uri):
     client = MlflowClient(tracking_uri)
     evaluated_run = trained["runs"]["neural_cf"].run_id
@@ -81,15 +92,15 @@ def test_the_ranker_refit_trains_the_best_validation_epoch_on_every_example_of_i
     run = client.get_run(refit.run_id)
     assert run.data.metrics["epochs_run"] == int(np.argmax(validation_auc)) + 1
     # Every example (train, validation and test) of the same seeded sample of users.
-    examples = pd.read_parquet(built_paths.marts / "rating_examples.parquet", columns=["user_id", "split"])
+    examples = pd.read_parquet(home.marts / "rating_examples.parquet", columns=["user_id", "split"])
     users = examples["user_id"].drop_duplicates().sample(frac=SLICE, random_state=42)
     sampled = examples[examples["user_id"].isin(users)]
     assert int(run.data.params["train_examples"]) == len(sampled)
     assert int(client.get_run(evaluated_run).data.params["train_examples"]) == int((sampled["split"] == "train").sum())
 
 
-def test_a_retriever_refit_learns_from_every_liked_movie(trained, built_paths, tracking_uri):
-    events = pd.read_parquet(built_paths.marts / "rating_events.parquet")
+def test_a_retriever_refit_learns_from_every_liked_movie(trained, home, tracking_uri):
+    events = pd.read_parquet(home.marts / "rating_events.parquet")
     liked = events[events["label"] == 1]
     counts = {"all": liked["movie_id"].value_counts(), "train": liked[liked["split"] == "train"]["movie_id"]
               .value_counts()}
@@ -110,7 +121,7 @@ def test_a_retriever_refit_learns_from_every_liked_movie(trained, built_paths, t
     assert not [name for name in refit_run.data.metrics if name.startswith("tuning_")]
 
 
-def test_the_service_loads_the_refit_the_aliased_version_links(trained, built_paths, tracking_uri):
+def test_the_service_loads_the_refit_the_aliased_version_links(trained, home, tracking_uri):
     client = MlflowClient(tracking_uri)
     champion = client.get_model_version_by_alias(RETRIEVER_MODEL, CHAMPION)
     refit = champion.tags["refit_version"]
@@ -124,19 +135,33 @@ def test_the_service_loads_the_refit_the_aliased_version_links(trained, built_pa
     ranker = client.get_model_version_by_alias(RANKER_MODEL, CHAMPION)
     assert find_served(client, ranker)[0].version == ranker.tags["refit_version"]
     # The comparison table says which refit an alias serves.
-    retrievers = compare_models(built_paths).tables["retrievers"].set_index("model")
+    retrievers = compare_models(home).tables["retrievers"].set_index("model")
     assert retrievers.loc["ease", "alias"] == f"champion (serves refit v{refit})"
 
 
-def test_refits_are_never_gated_nor_given_an_alias(trained, built_paths, tracking_uri):
+def test_refits_are_never_gated_nor_given_an_alias(trained, home, tracking_uri):
     client = MlflowClient(tracking_uri)
     refit = next(refit for refit in trained["served"] if refit.model == "ease")
     assert all(decision.candidate_version != refit.refit_version for decision in promote_pending("retriever",
-                                                                                                 built_paths))
+                                                                                                 home))
     with pytest.raises(PromotionError, match="refit on all ratings of"):
-        promote("retriever", refit.refit_version, built_paths)
+        promote("retriever", refit.refit_version, home)
     with pytest.raises(PromotionError, match="refit on all ratings of"):
         roll_back(client, RETRIEVER_MODEL, "test", refit.refit_version)
     with pytest.raises(RefitError, match="is itself the refit"):
-        refit_version("retriever", refit.refit_version, built_paths)
+        refit_version("retriever", refit.refit_version, home)
     assert client.get_model_version_by_alias(RETRIEVER_MODEL, CHAMPION).version == refit.evaluated_version
+
+
+def test_a_served_version_is_refit_again_when_new_ratings_change_the_marts(trained, home, tracking_uri):
+    client = MlflowClient(tracking_uri)
+    champion = client.get_model_version_by_alias(RETRIEVER_MODEL, CHAMPION)
+    before = champion.tags["refit_version"]
+    # A features run with new ratings writes new marts: their build record, hence their data version, changes.
+    record = home.marts / "_build.json"
+    record.write_text(json.dumps({**json.loads(record.read_text()), "live_events": 1}))
+    again = refit_served(["retriever"], home)
+    assert [(refit.model, refit.evaluated_version) for refit in again] == [("ease", champion.version)]
+    after = client.get_model_version_by_alias(RETRIEVER_MODEL, CHAMPION).tags["refit_version"]
+    assert after == again[0].refit_version != before
+    assert refit_served(["retriever"], home) == []  # the same marts: nothing to do
