@@ -144,6 +144,18 @@ def running_tracking_server(root: Path):
         stop_process(server)
 
 
+@contextlib.contextmanager
+def own_tracking_server(tmp_path_factory: pytest.TempPathFactory, name: str):
+    """A tracking server and registry of one test module's own (its assertions depend on every version registered
+    before); the process's tracking URI is set back afterwards."""
+    import mlflow
+
+    previous = mlflow.get_tracking_uri()
+    with running_tracking_server(tmp_path_factory.mktemp(name)) as uri:
+        yield uri
+    mlflow.set_tracking_uri(previous)
+
+
 @pytest.fixture(scope="session")
 def tracking_uri(tmp_path_factory: pytest.TempPathFactory):
     """The session's MLflow server, shared by the modules that train and register."""

@@ -17,7 +17,7 @@ from eaglerec.contracts.catalogue import load_catalogue
 from eaglerec.contracts.names import CHAMPION
 from eaglerec.contracts.retrieval import UserState
 from eaglerec.settings import Paths
-from tests.conftest import running_tracking_server
+from tests.conftest import own_tracking_server
 from training.compare import compare_models
 from training.promotion import promote, promote_pending
 from training.refit import RefitError, refit_served, refit_version
@@ -35,10 +35,8 @@ SLICE = 0.2
 @pytest.fixture(scope="module")
 def tracking_uri(tmp_path_factory):
     """A registry of this module's own: which versions are served (and so refit) depends on every version before."""
-    previous = mlflow.get_tracking_uri()
-    with running_tracking_server(tmp_path_factory.mktemp("mlflow_refit")) as uri:
+    with own_tracking_server(tmp_path_factory, "mlflow_refit") as uri:
         yield uri
-    mlflow.set_tracking_uri(previous)
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from mlflow import MlflowClient
 from eaglerec.contracts.catalogue import load_catalogue
 from eaglerec.contracts.names import CHALLENGER, CHAMPION
 from eaglerec.contracts.retrieval import UserState
-from tests.conftest import assert_gate_followed_its_intervals, running_tracking_server
+from tests.conftest import assert_gate_followed_its_intervals, own_tracking_server
 from training.compare import GATE_COLUMN, compare_models, write_comparison
 from training.promotion import promote
 from training.retrieval import load_registered_retriever, score_registered_retriever
@@ -33,10 +33,8 @@ SMALL = {"two_tower": {"embedding_dim": 8, "hidden_units": 16, "epochs": 1},
 def tracking_uri(tmp_path_factory):
     """A registry of this module's own: its tests assert which version the gate made champion, which depends on
     every retriever registered before (the session's serving fixture registers one that can tie the best here)."""
-    previous = mlflow.get_tracking_uri()
-    with running_tracking_server(tmp_path_factory.mktemp("mlflow_retrievers")) as uri:
+    with own_tracking_server(tmp_path_factory, "mlflow_retrievers") as uri:
         yield uri
-    mlflow.set_tracking_uri(previous)
 
 
 @pytest.fixture(scope="module")

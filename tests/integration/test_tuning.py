@@ -9,7 +9,7 @@ import pytest
 from mlflow import MlflowClient
 
 from eaglerec.contracts.catalogue import CatalogueError
-from tests.conftest import running_tracking_server
+from tests.conftest import own_tracking_server
 from training.tuning import tune_model
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -19,14 +19,12 @@ SLICE = 0.1
 
 @pytest.fixture(scope="module")
 def tracking_uri(tmp_path_factory):
-    previous = mlflow.get_tracking_uri()
-    with running_tracking_server(tmp_path_factory.mktemp("mlflow_tuning")) as uri:
+    with own_tracking_server(tmp_path_factory, "mlflow_tuning") as uri:
         yield uri
-    mlflow.set_tracking_uri(previous)
 
 
 @pytest.fixture(scope="module")
-def tuned(built_paths, tracking_uri, tmp_path_factory):
+def tuned(built_paths, tracking_uri):
     mlflow.set_tracking_uri(tracking_uri)
     return tune_model("neural_cf", built_paths, trials=3, user_fraction=SLICE, overrides={"epochs": 1}, seed=1)
 
