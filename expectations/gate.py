@@ -14,9 +14,13 @@ import pandas as pd
 from eaglerec.contracts.names import INVALID_ROWS_POLICIES, MAX_INVALID_SHARE, RAW_GATE_RECORD
 from eaglerec.files import compute_sha256
 from expectations.raw_suites import (
+    KNOWN_MOVIE,
     PATTERN_WORDS,
     RAW_FILE_SPECS,
+    REFERENCING_FILES,
     RawFileSpec,
+    add_known_movie,
+    build_reference_suite,
     build_text_suite,
     build_typed_suite,
 )
@@ -132,8 +136,8 @@ def describe_rule(config) -> str:
         return f"must be between {low:,} and {high:,}"
     if kind == "expect_column_values_to_be_in_set":
         values = kwargs["value_set"]
-        if kwargs["column"] == "movieId" and len(values) > 20:
-            return f"must be a movieId of movies.csv (one of its {len(values):,} movies)"
+        if kwargs["column"] == KNOWN_MOVIE:
+            return f"must be a movieId of movies.csv (one of its {config.meta['movies']:,} movies)"
         return "must be one of " + ", ".join(format_value(value) for value in values)
     if kind == "expect_column_values_to_not_be_null":
         condition = kwargs.get("row_condition")
@@ -163,6 +167,8 @@ def describe_failure(file_name: str, frame: pd.DataFrame, result) -> tuple[str, 
     how many rows and which share, the check's name), then up to EXAMPLE_ROWS example lines; and every bad row."""
     config = result.expectation_config
     kwargs = config.kwargs
+    if kwargs.get("column") == KNOWN_MOVIE:  # a derived column: report the column it was derived from
+        kwargs = {**kwargs, "column": config.meta["column"]}
     where = f"column {kwargs['column']!r}" if "column" in kwargs else (
         f"columns {kwargs['column_list']}" if "column_list" in kwargs else "table")
     outcome = result.result
@@ -321,14 +327,14 @@ def validate_raw_dataset(raw_dir: Path, now: int | None = None, reports_dir: Pat
         return RawGateError(raw_dir, problems, written, len({(row["file"], row["line"]) for row in bad_rows}),
                             droppable=invalid_rows == "stop" and droppable)
 
-    def judge(batch: str, name: str, frame: pd.DataFrame, suite) -> bool:
-        """Run a suite; record its failures as problems, or as drops when they are row-level and dropping is on.
-        Return True when no failure is left that stops the gate."""
+    def judge(batch: str, name: str, frame: pd.DataFrame, suite, checked: pd.DataFrame | None = None) -> bool:
+        """Run a suite on checked (default: frame, the rows as read); record its failures as problems, or as drops
+        when they are row-level and dropping is on. Return True when no failure is left that stops the gate."""
         nonlocal droppable, expectations_run
         expectations_run += len(suite.expectations)
         file_name = RAW_FILE_SPECS[name].file_name
         clean = True
-        for failure in gate.validate(batch, frame, suite):
+        for failure in gate.validate(batch, frame if checked is None else checked, suite):
             problem, rows = describe_failure(file_name, frame, failure)
             if invalid_rows == "drop" and rows:
                 dropped_problems.append(problem)
@@ -368,8 +374,11 @@ def validate_raw_dataset(raw_dir: Path, now: int | None = None, reports_dir: Pat
 
     # Movies first: with dropping on, the other files' references are checked against the movies kept.
     for name in sorted(typed, key=lambda name: name != "movies"):
-        movie_ids = typed["movies"]["movieId"].unique().tolist()
-        judge(f"{name}_typed", name, typed[name], build_typed_suite(name, movie_ids, now))
+        movie_ids = typed["movies"]["movieId"].unique()
+        judge(f"{name}_typed", name, typed[name], build_typed_suite(name, now))
+        if name in REFERENCING_FILES:
+            judge(f"{name}_reference", name, typed[name], build_reference_suite(name, len(movie_ids)),
+                  add_known_movie(typed[name], movie_ids))
         if name == "movies" and dropped.get("movies.csv"):
             typed["movies"] = typed["movies"].drop(index=sorted(dropped["movies.csv"] & set(typed["movies"].index)))
     for file_name, rows in dropped.items():
