@@ -48,13 +48,14 @@ def read_or_create_secret(path: Path) -> str:
 
 
 def airflow_environment(paths: Paths, port: int = DEFAULT_AIRFLOW_PORT) -> dict[str, str]:
-    """Everything Airflow is configured with: loopback only, LocalExecutor, SQLite metadata, this repo's DAGs, the
-    simple auth manager with one user whose password Airflow generates (never a default one)."""
+    """Everything Airflow is configured with: loopback only, LocalExecutor, SQLite metadata, this repo's DAGs (or
+    EAGLEREC_DAGS_FOLDER's: a DAG's tasks run the code of the repository its file is in), the simple auth manager
+    with one user whose password Airflow generates (never a default one)."""
     home = airflow_home(paths)
     home.mkdir(parents=True, exist_ok=True)
     return {
         "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
+        "AIRFLOW__CORE__DAGS_FOLDER": os.environ.get("EAGLEREC_DAGS_FOLDER") or str(REPO_ROOT / "dags"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
         # Two cores: more parallel tasks only queue on the CPU (each training task imports TensorFlow).

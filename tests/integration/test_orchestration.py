@@ -2,18 +2,16 @@
 data (80 users), and adding a model to it.
 
 Adding a model is one module plus one catalogue entry: in a copy of the repository, a tiny ranker and a tiny retriever
-are added that way and in no other file; `eaglerec models` lists them. The chain then runs twice in one home:
-first with `airflow dags test` on that copy's DAGs, one after the other, the training task mapped over three of the
-catalogue's models and the two added ones (they train, register behind the gate and appear in the comparison table);
-then on this repository's DAGs through the scheduler and the REST API: unforced, the features run finds nothing
-changed and stops after the gate; forced, its Assets trigger training and deploy, after which the recommender serves
-the champion it registered, every run of the chain carries a note naming its data, and every socket the platform
-listens on (Airflow, MLflow, the recommender) is on loopback. Last, a release the raw gate refuses turns its run red
-at once (no retries for data errors)."""
+are added that way and in no other file; `eaglerec models` lists them. Airflow's scheduler and REST API then run the
+copy's DAGs (their tasks run the copy's code): the features run's Assets trigger training, mapped over DIN and the
+two added models (they train, register behind the gate and appear in the comparison table), and deploy, after which
+the recommender serves the champion it registered (as its refit), every run of the chain carries a note naming its
+data, and every socket the platform listens on (Airflow, MLflow, the recommender) is on loopback; run again
+unforced, the features run finds nothing changed and stops after the gate. Last, a release the raw gate refuses
+turns its run red at once (no retries for data errors)."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
@@ -29,12 +27,10 @@ import pytest
 from mlflow import MlflowClient
 
 from cli.orchestration import (
-    AIRFLOW_BIN,
     SERVICES,
     USERNAME,
     AirflowClient,
     AirflowError,
-    airflow_environment,
     airflow_home,
     read_password,
     run_pipeline,
@@ -49,7 +45,8 @@ from tests.services import listening_sockets
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-CONF = {"dataset": "ml-small-80", "models": ["popularity", "din", "item2vec"], "epochs": 1}
+# DIN and the two models the test adds to a copy of the repository (ADDED): every train task is a process.
+CONF = {"dataset": "ml-small-80", "models": ["din", "tiny_ranker", "tiny_retriever"], "epochs": 1}
 
 
 def write_small_release(folder: Path, users: int = 80) -> Path:
@@ -64,14 +61,15 @@ def write_small_release(folder: Path, users: int = 80) -> Path:
 
 
 @pytest.fixture(scope="module")
-def platform(tmp_path_factory):
-    """A fresh home with its own MLflow server and the small release; Airflow services stopped afterwards."""
+def platform(tmp_path_factory, extended_repository):
+    """A fresh home with its own MLflow server and the small release, Airflow pointed at the extended copy's DAGs;
+    Airflow services stopped afterwards."""
     root = tmp_path_factory.mktemp("orchestration")
     paths = Paths(root / "home")
     # Inherited by the Airflow services and their tasks: this test's registry, and its own bento store.
     # No hourly runs in the middle of a test: runs come from the test's triggers and the Assets they update.
     shared = {"MLFLOW_TRACKING_URI": None, "BENTOML_HOME": str(root / "bentoml"), "EAGLEREC_FEATURES_SCHEDULE": "none",
-              "EAGLEREC_MONITORING_SCHEDULE": "none"}
+              "EAGLEREC_MONITORING_SCHEDULE": "none", "EAGLEREC_DAGS_FOLDER": str(extended_repository / "dags")}
     previous = {name: os.environ.get(name) for name in shared}
     with running_tracking_server(paths.home) as uri:
         os.environ.update({**shared, "MLFLOW_TRACKING_URI": uri})
@@ -85,41 +83,6 @@ def platform(tmp_path_factory):
                     os.environ.pop(name, None)
                 else:
                     os.environ[name] = value
-
-
-def dags_test_home(platform) -> Path:
-    """`airflow dags test` keeps its own metadata database: the Asset events its runs record must not reach the
-    scheduler the REST test starts later on the same EAGLEREC_HOME (they would trigger the copy's models there)."""
-    return platform["paths"].home / "airflow-dags-test"
-
-
-def airflow(platform, *args: str, timeout: float = 1200, dags_folder: Path | None = None
-            ) -> subprocess.CompletedProcess:
-    env = {**os.environ, **airflow_environment(platform["paths"], platform["port"])}
-    if dags_folder:
-        home = dags_test_home(platform)
-        home.mkdir(parents=True, exist_ok=True)
-        env.update({"AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder), "AIRFLOW_HOME": str(home),
-                    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}"})
-    return subprocess.run([str(AIRFLOW_BIN / "airflow"), *args], env=env, capture_output=True, text=True,
-                          timeout=timeout)
-
-
-def airflow_json(platform, *args: str, dags_folder: Path | None = None):
-    """A CLI listing with `-o json`: the JSON is the last line (log lines may come first)."""
-    result = airflow(platform, *args, "-o", "json", dags_folder=dags_folder)
-    assert result.returncode == 0, result.stderr[-2000:]
-    return json.loads(next(line for line in reversed(result.stdout.splitlines()) if line.startswith(("[", "{"))))
-
-
-def read_task_instances(database_file: Path, run_id: str | None = None) -> list[tuple[str, str | None, str]]:
-    """(task id, rendered map index, state) of every task instance of a run (default: of every run), from an
-    Airflow metadata database."""
-    import sqlite3
-
-    query = "select task_id, rendered_map_index, state from task_instance where coalesce(?, run_id) = run_id"
-    with contextlib.closing(sqlite3.connect(database_file)) as database:
-        return database.execute(query, (run_id,)).fetchall()
 
 
 def assert_outputs(platform) -> None:
@@ -250,55 +213,28 @@ def test_eaglerec_models_lists_the_added_models(extended_repository):
     assert "tiny_ranker" not in run_in(REPO_ROOT, "-m", "cli.main", "models").stdout  # only the copy has it
 
 
-def test_airflow_dags_test_maps_training_over_the_chosen_models_the_added_ones_included(platform, extended_repository):
-    """The chain's three DAGs in turn with `airflow dags test` (no scheduler: each run by hand, with the conf the
-    features run would pass on in its Asset event)."""
-    # DIN and the added models (the REST chain below trains the rest of CONF's models): every train task is a process.
-    conf = {**platform["conf"], "models": ["din", *ADDED]}
-    copy_dags = extended_repository / "dags"
-    assert airflow(platform, "db", "migrate", dags_folder=copy_dags).returncode == 0
-    runs = {}
-    for dag_id, dag_conf in (("eaglerec_features", conf), ("eaglerec_training", {"models": conf["models"],
-                                                                                  "epochs": conf["epochs"]}),
-                             ("eaglerec_deploy", {})):
-        result = airflow(platform, "dags", "test", dag_id, "--conf", json.dumps(dag_conf), dags_folder=copy_dags)
-        assert result.returncode == 0, (result.stdout + result.stderr)[-5000:]
-        listed = airflow_json(platform, "dags", "list-runs", dag_id, dags_folder=copy_dags)
-        assert len(listed) == 1 and listed[0]["state"] == "success", dag_id
-        instances = read_task_instances(dags_test_home(platform) / "airflow.db", listed[0]["run_id"])
-        assert {state for _, _, state in instances} == {"success"}, (dag_id, instances)
-        runs[dag_id] = instances
-    # One training task instance per chosen model, named by it.
-    assert sorted(name for task, name, _ in runs["eaglerec_training"] if task == "train") == sorted(conf["models"])
-    assert_outputs(platform)
-    client = MlflowClient(platform["uri"])
-    registered = {client.get_run(version.run_id).data.tags["model"]: version for kind in ("ranker", "retriever")
-                  for version in client.search_model_versions(f"name = 'eaglerec-{kind}'")
-                  if "refit_of" not in version.tags}
-    assert set(registered) == {"din", *ADDED}
-    assert all("promotion_decision" in version.tags for version in registered.values())
-    comparison = (platform["paths"].home / "reports" / "model_comparison.md").read_text()
-    assert all(f"| {name} |" in comparison for name in conf["models"])
-
-
-def test_a_run_through_the_scheduler_and_rest_api_then_the_recommender_serves_it(platform):
+def test_a_run_through_the_scheduler_and_rest_api_maps_training_over_the_added_models_then_the_recommender_serves_it(
+        platform, extended_repository):
     url = start_airflow(platform["paths"], platform["port"])
     assert url.startswith("http://127.0.0.1:")
     lines = []
-    # Nothing changed since the dags test built the same release: an unforced run stops after the gate.
+    # A new release: the chain runs through, features, then training and deploy, triggered by the Assets.
     tasks = run_pipeline(platform["paths"], platform["conf"], platform["port"], show=lines.append)
-    assert tasks["changed"]["state"] == "success" and tasks["dbt.staging"]["state"] == "skipped"
-    assert not any(task.startswith("train") for task in tasks) and any("chain stops" in line for line in lines)
-    # Forced, the chain runs through: features, then training and deploy, triggered by the Assets.
-    lines.clear()
-    tasks = run_pipeline(platform["paths"], {**platform["conf"], "rebuild": True}, platform["port"],
-                         show=lines.append)
     assert {instance["state"] for instance in tasks.values()} == {"success"}
     assert any("eaglerec_training: run" in line and "triggered by Assets" in line for line in lines)
-    assert {f"train[{model}]" for model in CONF["models"]} <= set(tasks)
+    # One training task instance per chosen model, named by it: this repository's DIN and the copy's added models.
+    assert sorted(task for task in tasks if task.startswith("train[")) == sorted(f"train[{model}]"
+                                                                                for model in CONF["models"])
     assert any("success" in line and "promote" in line for line in lines)  # the progress display
     assert any("success" in line and "train[din]" in line for line in lines)
     assert_outputs(platform)
+    comparison = (platform["paths"].home / "reports" / "model_comparison.md").read_text()
+    assert all(f"| {name} |" in comparison for name in CONF["models"])
+    # Nothing changed since: an unforced run stops after the gate.
+    lines.clear()
+    tasks = run_pipeline(platform["paths"], platform["conf"], platform["port"], show=lines.append)
+    assert tasks["changed"]["state"] == "success" and tasks["dbt.staging"]["state"] == "skipped"
+    assert not any(task.startswith("train") for task in tasks) and any("chain stops" in line for line in lines)
     # Each run of the chain names its data in its note (the UI's run list).
     client = AirflowClient.login(url, USERNAME, read_password(platform["paths"]))
     for dag_id in ("eaglerec_features", "eaglerec_training", "eaglerec_deploy"):
@@ -309,7 +245,11 @@ def test_a_run_through_the_scheduler_and_rest_api_then_the_recommender_serves_it
     rankers = [version for version in client.search_model_versions("name = 'eaglerec-ranker'")
                if "refit_of" not in version.tags]
     trained = sorted(client.get_run(version.run_id).data.tags["model"] for version in rankers)
-    assert trained == ["din", "din", "tiny_ranker"] and all("promotion_decision" in v.tags for v in rankers)
+    assert trained == ["din", "tiny_ranker"] and all("promotion_decision" in v.tags for v in rankers)
+    retrievers = [version for version in client.search_model_versions("name = 'eaglerec-retriever'")
+                  if "refit_of" not in version.tags]
+    assert [client.get_run(version.run_id).data.tags["model"] for version in retrievers] == ["tiny_retriever"]
+    assert "promotion_decision" in retrievers[0].tags
     # Lineage: each run names its model and dataset, and the Airflow DAG, run and try that trained it.
     for version in rankers:
         run = client.get_run(version.run_id)
@@ -319,7 +259,9 @@ def test_a_run_through_the_scheduler_and_rest_api_then_the_recommender_serves_it
     champion = client.get_model_version_by_alias("eaglerec-ranker", "champion")
 
     port = find_free_port()
-    env = {**os.environ, "EAGLEREC_HOME": str(platform["paths"].home), "MLFLOW_TRACKING_URI": platform["uri"]}
+    # The copy's code serves what the copy's models registered.
+    env = {**os.environ, "EAGLEREC_HOME": str(platform["paths"].home), "MLFLOW_TRACKING_URI": platform["uri"],
+           "PYTHONPATH": str(extended_repository)}
     service = start_recommender(port, platform["paths"].home / f"serve-{port}.log", env)
     try:
         wait_for_http(f"http://127.0.0.1:{port}/readyz", service, timeout=240, name="the recommender")
