@@ -22,7 +22,7 @@ export EAGLEREC_HOME
 UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/bin/uv)
 
 .PHONY: help install envs system-packages run run-direct airflow mlflow train serve bento stop test test-fast lint bench-features \
-	bench-online bench-quality bench-serving bench-events lock clean distclean tune
+	bench-online bench-quality bench-serving bench-events bench-retrieval lock clean distclean tune
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -119,6 +119,9 @@ stop: ## Stop the services started by make (by PID)
 
 bench-online: install ## Benchmark Feast online reads, SQLite vs Redis (needs the marts: make run first)
 	$(ML_BIN)/python benchmarks/online_features.py
+
+bench-retrieval: install ## Benchmark the vector retrievers' approximate index against the exact scan (9.7k and 62k movies)
+	$(ML_BIN)/python benchmarks/retrieval_index.py $(if $(SIZES),--sizes $(SIZES))
 
 bench-events: mlflow ## Benchmark the event log, POST /events at concurrency 8 and impression logging (make run first)
 	$(ML_BIN)/python benchmarks/events.py

@@ -15,9 +15,10 @@ import numpy as np
 import pandas as pd
 
 import eaglerec.contracts
+from eaglerec.contracts import retrieval as retrieval_contract
 from eaglerec.contracts.catalogue import ModelEntry
 from eaglerec.contracts.names import MODEL_TAG, TEST_SET_TAG
-from eaglerec.contracts.retrieval import EmbeddingRetriever, Retriever
+from eaglerec.contracts.retrieval import EmbeddingRetriever, Retriever, VectorScores
 from eaglerec.settings import Paths
 from training.metrics import PairedDifference, compare_user_means, score_retriever, score_users
 from training.registry import PromotionError, promote_if_better
@@ -37,7 +38,10 @@ from training.tracking import (
 CUTOFFS = (10, 50, 100)
 # MLflow runs this file to load a registered retriever; it needs the eaglerec package (contracts) besides these.
 RETRIEVER_MODEL_CODE = Path(eaglerec.contracts.__file__).with_name("retriever_model.py")
-RETRIEVER_REQUIREMENTS = ["mlflow==3.17.2", "pandas<3", "numpy", "pyarrow", "scipy"]
+RETRIEVER_REQUIREMENTS = ["mlflow==3.17.2", "pandas<3", "numpy", "pyarrow", "scipy", "usearch==2.26.6"]
+INDEX_FIT_USERS = 1_000
+# False (tests): ship an index that reaches the recall even when the exact scan is faster.
+INDEX_ONLY_IF_FASTER = True
 
 
 def recommend(retriever: Retriever, split: RetrievalSplit, users, top: int, anonymous: bool = False
@@ -215,6 +219,14 @@ def log_registered_retriever(entry: ModelEntry, retriever: Retriever, split: Ret
                 ColSpec(Array("long"), "exclude", required=False)]),
         Schema([ColSpec("long", "user_id"), ColSpec(Array("long"), "movie_ids"), ColSpec(Array("double"), "scores")]),
         ParamSchema([ParamSpec("k", "long", 10)]))
+    if isinstance(retriever, VectorScores) and len(retriever.movie_ids) >= retrieval_contract.INDEX_MIN_MOVIES:
+        # Index or exact scan, measured on (up to 1,000 of) the users it will serve, on this machine.
+        states = (split.user_state(user) for user in sorted(split.train_sequences)[:INDEX_FIT_USERS])
+        queries = [query for query in map(retriever.query, states) if query is not None]
+        if queries:
+            fit = retriever.fit_index(np.stack(queries), only_if_faster=INDEX_ONLY_IF_FASTER)
+            mlflow.log_metrics(fit.metrics())
+            mlflow.set_tag("retrieval_search", "index" if fit.used else "exact")
     with tempfile.TemporaryDirectory() as folder:
         info = mlflow.pyfunc.log_model(name="model", python_model=str(RETRIEVER_MODEL_CODE),
                                        artifacts=retriever.save(Path(folder)),

@@ -2,6 +2,8 @@
 against direct computations, the registered retriever (loaded as the service loads it) against what training
 evaluated, the gate, re-scoring a champion, the comparison table and `promote`."""
 
+from pathlib import Path
+
 import mlflow
 import numpy as np
 import pandas as pd
@@ -215,3 +217,36 @@ def test_the_comparison_table_lists_every_retriever_with_its_logged_figures(runs
     run = client.search_runs([client.get_experiment_by_name("eaglerec-comparisons").experiment_id])[0]
     assert {item.path for item in client.list_artifacts(run.info.run_id)} == {"model_comparison.md",
                                                                               "model_comparison.html"}
+
+
+def test_from_the_index_threshold_on_a_retriever_is_registered_with_its_index_and_served_through_it(
+        runs, built_paths, tracking_uri, monkeypatch):
+    """Lowered below the bundled catalogue's size, the threshold makes item2vec's registration fit the HNSW index on
+    its users (kept even if slower than the scan, which it is at 9.7k movies): the fit's figures logged on the run, the
+    index shipped as the version's artifact, loaded back by the loader the service uses with the chosen ef, and
+    answering as the exact scan does for (nearly) every test user. Runs last: it adds a version to the registry."""
+    from eaglerec.contracts import retrieval
+    from training import retrieval as harness
+    from training.retrieval import evaluate_retriever, log_registered_retriever
+
+    monkeypatch.setattr(retrieval, "INDEX_MIN_MOVIES", 1_000)
+    monkeypatch.setattr(harness, "INDEX_ONLY_IF_FASTER", False)
+    split = load_retrieval_split(built_paths)
+    entry = load_catalogue().entry("item2vec")
+    mlflow.set_experiment(entry.kind.experiment)
+    with mlflow.start_run(run_name="item2vec with its index") as run:
+        version = log_registered_retriever(entry, registered(runs, "item2vec"), split)
+    client = MlflowClient(tracking_uri)
+    logged = client.get_run(run.info.run_id).data
+    assert logged.metrics["index_recall_at_100"] >= 0.98 and logged.metrics["index_used"] == 1.0
+    assert logged.tags["retrieval_search"] == "index" and logged.metrics["exact_query_ms"] > 0
+    model_folder = Path(mlflow.artifacts.download_artifacts(f"models:/{RETRIEVER_MODEL}/{version}"))
+    assert (model_folder / "artifacts" / "movie_index.usearch").stat().st_size > 0
+    served, exact = load_registered_retriever(f"models:/{RETRIEVER_MODEL}/{version}"), registered(runs, "item2vec")
+    assert exact.index is None and served.index.expansion_search == logged.metrics["index_expansion_search"]
+    users = sorted(split.relevant["test"])
+    same = sum(served.retrieve(split.user_state(user), 10).movie_ids.tolist()
+               == exact.retrieve(split.user_state(user), 10).movie_ids.tolist() for user in users)
+    assert same >= 0.98 * len(users), (same, len(users))
+    assert evaluate_retriever(served, split)["test_recall_at_10"] == pytest.approx(
+        runs["item2vec"].metrics["test_recall_at_10"], abs=0.005)
