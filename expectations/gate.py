@@ -19,10 +19,10 @@ from expectations.raw_suites import (
     RAW_FILE_SPECS,
     REFERENCING_FILES,
     RawFileSpec,
-    add_known_movie,
     build_reference_suite,
     build_text_suite,
     build_typed_suite,
+    find_known_movies,
 )
 
 # Rows shown per problem in the log; every bad row is in the report's CSV.
@@ -378,7 +378,7 @@ def validate_raw_dataset(raw_dir: Path, now: int | None = None, reports_dir: Pat
         judge(f"{name}_typed", name, typed[name], build_typed_suite(name, now))
         if name in REFERENCING_FILES:
             judge(f"{name}_reference", name, typed[name], build_reference_suite(name, len(movie_ids)),
-                  add_known_movie(typed[name], movie_ids))
+                  find_known_movies(typed[name], movie_ids))
         if name == "movies" and dropped.get("movies.csv"):
             typed["movies"] = typed["movies"].drop(index=sorted(dropped["movies.csv"] & set(typed["movies"].index)))
     for file_name, rows in dropped.items():
