@@ -167,7 +167,7 @@ def describe_failure(file_name: str, frame: pd.DataFrame, result) -> tuple[str, 
     how many rows and which share, the check's name), then up to EXAMPLE_ROWS example lines; and every bad row."""
     config = result.expectation_config
     kwargs = config.kwargs
-    if kwargs.get("column") == KNOWN_MOVIE:  # a derived column: report the column it was derived from
+    if "column" in (config.meta or {}):  # a check on a derived column reports the column it was derived from
         kwargs = {**kwargs, "column": config.meta["column"]}
     where = f"column {kwargs['column']!r}" if "column" in kwargs else (
         f"columns {kwargs['column_list']}" if "column_list" in kwargs else "table")

@@ -186,6 +186,11 @@ class MovieScores:
         return pd.read_parquet(artifacts[MOVIES_ARTIFACT])
 
 
+def share_found(exact: list[set[int]], found: list[set[int]]) -> float:
+    """The share of the exact answers' movies that the found answers hold (answer by answer)."""
+    return sum(len(truth & answer) for truth, answer in zip(exact, found, strict=True)) / max(sum(map(len, exact)), 1)
+
+
 class VectorScores(MovieScores):
     """A vector type's scoring: movie vectors · query + prior, over every movie, or over the candidates of its
     index when it has one (each scored exactly, so only which movies are looked at is approximate)."""
@@ -198,6 +203,20 @@ class VectorScores(MovieScores):
     def scored_vectors(self) -> np.ndarray:
         """The movie vectors a query is multiplied with, in table order."""
         raise NotImplementedError
+
+    def query(self, user: UserState) -> np.ndarray | None:
+        """The user's query vector (None when nothing is known of them)."""
+        raise NotImplementedError
+
+    def popular_scores(self) -> np.ndarray:
+        """The scores of a user without a query vector."""
+        raise NotImplementedError
+
+    def retrieve(self, user: UserState, k: int, exclude: Collection[int] = ()) -> Retrieved:
+        vector = self.query(user)
+        if vector is None:
+            return self.take_top(self.popular_scores(), k, exclude)
+        return self.search(vector, k, exclude)
 
     def search(self, query: np.ndarray, k: int, exclude: Collection[int] = (), skip: int | None = None) -> Retrieved:
         """The top k of movie vectors · query + prior, excluded movies and the movie at position skip left out."""
@@ -245,7 +264,7 @@ class VectorScores(MovieScores):
         for expansion in VectorIndex.EXPANSIONS:
             index.expansion_search = expansion
             found, index_ms = self.time_queries(queries, k)
-            recall = sum(len(truth & answer) for truth, answer in zip(exact, found)) / max(sum(map(len, exact)), 1)
+            recall = share_found(exact, found)
             if recall >= target_recall:
                 break
         used = recall >= target_recall and (index_ms < exact_ms or not only_if_faster)
@@ -268,13 +287,12 @@ class VectorScores(MovieScores):
 
     def measure_index_recall(self, queries: np.ndarray, k: int = 100) -> float:
         """The share of the exact top k (no exclusions) that the index's top k finds, over queries (rows)."""
-        exact_index, self.index = self.index, None
+        index, self.index = self.index, None
         try:
-            exact = [set(self.search(query, k).movie_ids.tolist()) for query in queries]
+            exact, _ = self.time_queries(queries, k)
         finally:
-            self.index = exact_index
-        found = [len(truth & set(self.search(query, k).movie_ids.tolist())) for query, truth in zip(queries, exact)]
-        return sum(found) / max(sum(map(len, exact)), 1)
+            self.index = index
+        return share_found(exact, self.time_queries(queries, k)[0])
 
 
 class EmbeddingRetriever(VectorScores):
@@ -316,11 +334,8 @@ class EmbeddingRetriever(VectorScores):
     def query(self, user: UserState) -> np.ndarray | None:
         return self.user_vector(user)
 
-    def retrieve(self, user: UserState, k: int, exclude: Collection[int] = ()) -> Retrieved:
-        vector = self.user_vector(user)
-        if vector is None:
-            return self.take_top(self.popularity_prior.copy(), k, exclude)
-        return self.search(vector, k, exclude)
+    def popular_scores(self) -> np.ndarray:
+        return self.popularity_prior.copy()
 
     def similar(self, movie_id: int, k: int) -> Retrieved:
         if movie_id not in self.position:
@@ -498,11 +513,8 @@ class SequentialRetriever(VectorScores):
     def query(self, user: UserState) -> np.ndarray | None:
         return self.encode(user.liked_movie_ids)
 
-    def retrieve(self, user: UserState, k: int, exclude: Collection[int] = ()) -> Retrieved:
-        vector = self.encode(user.liked_movie_ids)
-        if vector is None:
-            return self.take_top(self.prior.astype(np.float64), k, exclude)
-        return self.search(vector, k, exclude)
+    def popular_scores(self) -> np.ndarray:
+        return self.prior.astype(np.float64)
 
     def similar(self, movie_id: int, k: int) -> Retrieved:
         if movie_id not in self.position:
