@@ -126,8 +126,8 @@ bench-retrieval: install ## Benchmark the vector retrievers' approximate index a
 bench-events: mlflow ## Benchmark the event log, POST /events at concurrency 8 and impression logging (make run first)
 	$(ML_BIN)/python benchmarks/events.py
 
-bench-serving: mlflow ## Benchmark /recommend (800 candidates, DIN) against the naive Feast path (make run first)
-	$(ML_BIN)/python benchmarks/serving.py
+bench-serving: mlflow ## Benchmark /recommend under locust load, 1 and 2 workers, concurrency 1 and 16 (make run first)
+	$(ML_BIN)/python benchmarks/serving.py $(if $(RANKER),--ranker $(RANKER))
 
 lock: | $(UV) ## Re-resolve the lock files from locks/*.in (needs the package registry)
 	$(UV) pip compile --quiet locks/ml.in --python-version $(PYTHON_VERSION) -o locks/ml.lock.txt

@@ -1,18 +1,26 @@
-"""Benchmark the recommender in one run: /recommend over HTTP ranking up to 800 candidates with DIN, p50/p99 at
-concurrency 1 and 8 and requests/s; the service's RSS after warm-up; and, in-process, the same request served by a
-naive path that reads every candidate's features through Feast's get_online_features, with the ratio.
+"""Benchmark the recommender in one run: /recommend over HTTP (k 10, up to 800 candidates ranked by the users' A/B
+variants, or by the ranker named with --ranker) under load from locust at concurrency 1 and 16, for each number of
+service workers asked, side by side: requests/s, p50/p99, failures, and the CPU the service and the load generator
+used per request (they share the machine's cores); the service's RSS after warm-up; and, in-process, the same
+request ranked by DIN against a naive path that reads every candidate's features through Feast's
+get_online_features, with the ratio.
 
 Needs `make run` (marts, Feast online store, MLflow with registered champions and a DIN version). Starts its own
-`bentoml serve` on a free loopback port and stops it.
-Usage: python benchmarks/serving.py [--requests 400]
+`bentoml serve` on a free loopback port per worker count and stops it; locust runs in its own process (it patches
+sockets with gevent), bounded by --seconds, against 127.0.0.1 only.
+Usage: python benchmarks/serving.py [--workers 1 2] [--concurrency 1 16] [--seconds 30] [--ranker din]
 """
 
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
+import csv
 import json
+import os
 import socket
+import subprocess
+import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -23,27 +31,49 @@ import pandas as pd
 from eaglerec.processes import start_recommender, stop_process, wait_for_http
 from eaglerec.settings import Paths, apply_offline_env
 
-# A ranker the catalogue marks serve_latest, so that requests may name it.
+# A ranker the catalogue marks serve_latest, so that requests may name it: the in-process comparison's.
 RANKER = "din"
+LOCUSTFILE = Path(__file__).with_name("recommend_load.py")
 
 
-def post(url: str, body: dict) -> dict:
-    request = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=60) as response:
-        return json.loads(response.read())
+def run_load(base: str, users: list[int], concurrency: int, seconds: float, ranker: str | None) -> dict:
+    """One locust run (its own process, headless, bounded): requests/s and exact latency percentiles, with the CPU
+    seconds the load generator used."""
+    with tempfile.TemporaryDirectory() as scratch:
+        latencies = Path(scratch) / "latencies.csv"
+        env = {**os.environ, "EAGLEREC_BENCH_USERS": ",".join(map(str, users)), "EAGLEREC_BENCH_RANKER": ranker or "",
+               "EAGLEREC_BENCH_LATENCIES": str(latencies)}
+        started = os.times()
+        subprocess.run([str(Path(sys.executable).with_name("locust")), "-f", str(LOCUSTFILE), "--headless",
+                        "-H", base, "-u", str(concurrency), "-r", str(concurrency), "-t", f"{seconds:.0f}s",
+                        "--stop-timeout", "10", "--only-summary", "--loglevel", "WARNING", "--exit-code-on-error", "0",
+                        "--csv", str(Path(scratch) / "run")],
+                       env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        finished = os.times()
+        with (Path(scratch) / "run_stats.csv").open() as stats:
+            total = next(row for row in csv.DictReader(stats) if row["Name"] == "Aggregated")
+        rows = np.loadtxt(latencies, delimiter=",", ndmin=2)
+    ok = rows[rows[:, 1] == 1, 0]
+    client_cpu = (finished.children_user + finished.children_system) - (started.children_user
+                                                                         + started.children_system)
+    return {"requests": int(total["Request Count"]), "failures": int(total["Failure Count"]),
+            "rate": float(total["Requests/s"]), "p50": float(np.percentile(ok, 50)),
+            "p99": float(np.percentile(ok, 99)), "client_cpu": client_cpu}
 
 
-def time_requests(base: str, users: list[int], concurrency: int) -> tuple[np.ndarray, float, list[int]]:
-    def one(user_id: int) -> tuple[float, int]:
-        started = time.perf_counter()
-        answer = post(f"{base}/recommend", {"user_id": user_id, "k": 10, "ranker": RANKER})
-        return time.perf_counter() - started, answer["candidates"]
-
-    started = time.perf_counter()
-    with concurrent.futures.ThreadPoolExecutor(concurrency) as pool:
-        results = list(pool.map(one, users))
-    wall = time.perf_counter() - started
-    return np.array([seconds for seconds, _ in results]) * 1000, len(users) / wall, [n for _, n in results]
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its descendants so far (BentoML serves from worker processes)."""
+    ticks, pending = 0, [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])
+            pending += [int(child) for task in Path(f"/proc/{current}/task").iterdir()
+                        for child in (task / "children").read_text().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def group_rss_mb(pid: int) -> float:
@@ -74,36 +104,60 @@ def naive_recommend(engine, user_id: int, store, ranker) -> np.ndarray:
     return np.asarray(ranker.score_batch(ranker.encoder.encode(frame))).ravel()
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def measure_service(paths: Paths, users: list[int], workers: int, concurrencies: list[int], seconds: float,
+                    ranker: str | None) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    log = paths.home / "bench" / f"serving-{workers}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.unlink(missing_ok=True)
+    server = start_recommender(port, log, env={**os.environ, "EAGLEREC_SERVING_WORKERS": str(workers)})
+    try:
+        wait_for_http(f"{base}/readyz", server, timeout=300, name="the recommender")
+        run_load(base, users, max(concurrencies), min(seconds, 10), ranker)  # warm-up: every worker, every path
+        rss = group_rss_mb(server.pid)
+        with urllib.request.urlopen(f"{base}/readyz", timeout=30) as ready:
+            models = json.loads(ready.read())["models"]
+        for concurrency in concurrencies:
+            cpu_before = process_cpu_seconds(server.pid)
+            result = run_load(base, users, concurrency, seconds, ranker)
+            server_cpu = process_cpu_seconds(server.pid) - cpu_before
+            served = max(result["requests"], 1)
+            print(f"{workers:>7} {concurrency:>11} {result['rate']:>7.0f} {result['p50']:>8.1f} {result['p99']:>8.1f} "
+                  f"{result['failures']:>8} {1000 * server_cpu / served:>15.2f} "
+                  f"{1000 * result['client_cpu'] / served:>14.2f}", flush=True)
+        print(f"{'':>7} service RSS after warm-up: {rss:,.0f} MB (all its processes); models: {models}", flush=True)
+    finally:
+        stop_process(server, timeout=60)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=400)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
+    parser.add_argument("--seconds", type=float, default=30)
+    parser.add_argument("--ranker", help="a ranker every request names (e.g. din); default: the A/B variants")
+    parser.add_argument("--no-naive", action="store_true", help="skip the in-process comparison with the Feast path")
     args = parser.parse_args()
     apply_offline_env()
     paths = Paths.from_env()
     events = pd.read_parquet(paths.marts / "rating_events.parquet", columns=["user_id"])
-    users = np.random.default_rng(7).choice(events["user_id"].unique(), size=args.requests).tolist()
+    users = np.random.default_rng(7).choice(events["user_id"].unique(), size=400).tolist()
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    base = f"http://127.0.0.1:{port}"
-    log = (paths.home / "bench" / "serving.log")
-    log.parent.mkdir(parents=True, exist_ok=True)
-    log.unlink(missing_ok=True)
-    server = start_recommender(port, log)
-    try:
-        wait_for_http(f"{base}/readyz", server, timeout=300, name="the recommender")
-        time_requests(base, users[:50], 1)  # warm-up
-        rss = group_rss_mb(server.pid)
-        print(f"/recommend over HTTP, ranker {RANKER}, k 10, {args.requests} requests of sampled users")
-        print(f"{'concurrency':>11} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>7} {'candidates (median)':>20}")
-        for concurrency in (1, 8):
-            latencies, rate, counts = time_requests(base, users, concurrency)
-            print(f"{concurrency:>11} {np.percentile(latencies, 50):>8.1f} {np.percentile(latencies, 99):>8.1f} "
-                  f"{rate:>7.0f} {np.median(counts):>20.0f}")
-        print(f"service RSS after warm-up: {rss:,.0f} MB (process group)")
-    finally:
-        stop_process(server, timeout=60)
+    print(f"/recommend over HTTP, ranked by {args.ranker or 'the A/B variants'}, k 10, locust for {args.seconds:.0f} s "
+          f"per row, 400 sampled users ({os.cpu_count()} cores shared by the service and locust)")
+    print(f"{'workers':>7} {'concurrency':>11} {'req/s':>7} {'p50 ms':>8} {'p99 ms':>8} {'failures':>8} "
+          f"{'service CPU ms':>15} {'locust CPU ms':>14}  (CPU per request)")
+    for workers in args.workers:
+        measure_service(paths, users, workers, args.concurrency, args.seconds, args.ranker)
+    if args.no_naive:
+        return
 
     from bentos.recommender.engine import RecommendationEngine
 

@@ -40,6 +40,9 @@ EVENT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 # Writers hold the in-flight lock shared from append to online push; a taker holds it exclusively. The turnstile
 # stops new writers while a taker waits, so a busy service cannot starve it.
 IN_FLIGHT_LOCK, TURNSTILE_LOCK = ".in_flight.lock", ".turnstile.lock"
+# Held by a service worker from reading what the others logged to its append and online push: workers (processes)
+# agree on which request logged a key first, and fold one user's ratings one after the other.
+COMMIT_LOCK = ".commit.lock"
 
 
 class EventLogError(OSError):
@@ -131,6 +134,15 @@ class LogScan:
     unreadable_lines: int
 
 
+def parse_record(line: bytes) -> LoggedRating | str | None:
+    """A log line as a rating event, the key it voids (a `void` line), or None (unreadable: a write cut short)."""
+    try:
+        record = json.loads(line)
+        return record["void"] if "void" in record else LoggedRating(**record)
+    except (ValueError, TypeError, KeyError):
+        return None
+
+
 def read_lines(path: Path, start: int, end: int | None = None) -> Iterator[tuple[int, bytes]]:
     """(offset, line) of the complete lines of a file from start to end (default: its current end)."""
     with path.open("rb") as handle:
@@ -153,9 +165,18 @@ class RatingLog:
         self.folder.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._segment: tuple[str, int] | None = None  # (name, open descriptor)
+        self._listing: tuple[int, list[Path]] | None = None  # (the folder's mtime, its segments then)
 
     def segments(self) -> list[Path]:
         return sorted(self.folder.glob(f"{RATINGS_PREFIX}*.jsonl"))
+
+    def _listed_segments(self) -> list[Path]:
+        """`segments()`, listed again only when the folder changed (a file was added or removed): `tail` runs on
+        every request, and listing the folder cost more than the rest of it."""
+        changed = os.stat(self.folder).st_mtime_ns
+        if self._listing is None or self._listing[0] != changed:
+            self._listing = (changed, self.segments())
+        return self._listing[1]
 
     @contextmanager
     def in_flight(self) -> Iterator[None]:
@@ -216,15 +237,13 @@ class RatingLog:
             end = 0
             for offset, line in read_lines(path, 0, limit):
                 end = offset + len(line)
-                try:
-                    record = json.loads(line)
-                    if "void" in record:
-                        events.pop(record["void"], None)
-                        positions.pop(record["void"], None)
-                        continue
-                    event = LoggedRating(**record)
-                except (ValueError, TypeError):
+                event = parse_record(line)
+                if event is None:
                     unreadable += 1
+                    continue
+                if isinstance(event, str):
+                    events.pop(event, None)
+                    positions.pop(event, None)
                     continue
                 if event.event_id not in events:
                     events[event.event_id] = event
@@ -233,6 +252,21 @@ class RatingLog:
         if unreadable:
             LOGGER.warning("%s: %d unreadable line(s) skipped (writes cut short by a crash)", self.folder, unreadable)
         return LogScan(events, [key for key, past in positions.items() if past], Watermark(ends), unreadable)
+
+    def tail(self, since: Watermark) -> tuple[list[LoggedRating | str], Watermark]:
+        """What was logged after `since`, in log order (events, and the keys of void lines), and the new end: what
+        the other writers (service workers) appended since this reader last looked. One stat per segment when
+        nothing was."""
+        records, ends = [], dict(since.offsets)
+        for path in self._listed_segments():
+            start = since.offsets.get(path.name, 0)
+            if path.stat().st_size <= start:
+                continue
+            for offset, line in read_lines(path, start):
+                ends[path.name] = offset + len(line)
+                if (record := parse_record(line)) is not None:
+                    records.append(record)
+        return records, Watermark(ends)
 
 
 class ImpressionLog:

@@ -45,12 +45,13 @@ def without_request_id(answer: tuple[int, object]) -> tuple[int, object]:
 def start_service(serving_registry, target: str, extra_env: dict | None = None, bentoml: Path | None = None,
                   cwd: Path | None = None):
     """Start `bentoml serve target` on a free port with the serving home and registry; return (process, base URL).
-    bentoml and cwd: another environment's bentoml, run from elsewhere than the repository (a built bento)."""
+    One worker unless extra_env asks for more (test_serving's service runs the default two). bentoml and cwd:
+    another environment's bentoml, run from elsewhere than the repository (a built bento)."""
     port = find_free_port()
     home = serving_registry["home"].home
     env = {**os.environ, "EAGLEREC_HOME": str(home), "MLFLOW_TRACKING_URI": serving_registry["uri"],
            "EAGLEREC_ADMIN_TOKEN": ADMIN_TOKEN, "EAGLEREC_AB_CHALLENGER_SHARE": str(CHALLENGER_SHARE),
-           "EAGLEREC_ONLINE_STORE": "sqlite", **(extra_env or {})}
+           "EAGLEREC_ONLINE_STORE": "sqlite", "EAGLEREC_SERVING_WORKERS": "1", **(extra_env or {})}
     log = home / f"serve-{port}.log"
     process = start_recommender(port, log, env, target, bentoml, cwd or REPO_ROOT)
     base = f"http://127.0.0.1:{port}"

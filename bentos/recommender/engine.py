@@ -25,11 +25,12 @@ from bentos.recommender.candidates import (
 )
 from bentos.recommender.errors import InvalidRequestError, UnavailableError
 from bentos.recommender.events import EventRecorder
-from bentos.recommender.models import ModelSet, load_model_set
+from bentos.recommender.models import ModelSet, load_model_set, share_cores
 from bentos.recommender.movie_catalog import MovieCatalog, load_movie_catalog
 from bentos.recommender.queries import check_k, summarise_movie
 from bentos.recommender.reranking import GenreCap, rerank_top
 from bentos.recommender.user_state import UserStateReader, to_user_state
+from bentos.recommender.workers import RELOAD_TIMEOUT_SECONDS, WATCH_SECONDS, WorkerSync, serving_workers
 from eaglerec.contracts.catalogue import load_catalogue
 from eaglerec.contracts.names import CHALLENGER, CHAMPION
 from eaglerec.event_log import ImpressionLog, RatingLog, Watermark
@@ -54,6 +55,7 @@ class ServingConfig:
     retriever_model: str
     candidate_sources: str = DEFAULT_SOURCES
     max_candidates: int = 800
+    workers: int = 1  # the service's worker processes: more than one share reloads (workers.py)
 
     @classmethod
     def from_env(cls) -> ServingConfig:
@@ -68,7 +70,7 @@ class ServingConfig:
                    os.environ.get("EAGLEREC_RANKER_MODEL") or kinds["ranker"].registered_model,
                    os.environ.get("EAGLEREC_RETRIEVER_MODEL") or kinds["retriever"].registered_model,
                    os.environ.get("EAGLEREC_CANDIDATE_SOURCES") or DEFAULT_SOURCES,
-                   int(os.environ.get("EAGLEREC_MAX_CANDIDATES", "800")))
+                   int(os.environ.get("EAGLEREC_MAX_CANDIDATES", "800")), serving_workers())
 
 
 def assign_variant(user_id: int, experiment: str, challenger_share: float) -> str:
@@ -94,7 +96,7 @@ MLFLOW_CLIENT_LIMITS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQ
 
 
 class RecommendationEngine:
-    def __init__(self, config: ServingConfig | None = None):
+    def __init__(self, config: ServingConfig | None = None, worker: int = 1):
         for name, value in MLFLOW_CLIENT_LIMITS.items():
             os.environ.setdefault(name, value)
         self.config = config or ServingConfig.from_env()
@@ -106,7 +108,14 @@ class RecommendationEngine:
         self.events = EventRecorder(self.store, movie_facts, RatingLog(self.config.paths.events), self.user_state)
         self.impressions = ImpressionLog(self.config.paths.events)
         self._reload_lock = threading.Lock()
+        self.sync = None
+        if self.config.workers > 1:
+            share_cores(self.config.workers)
+            self.sync = WorkerSync.for_server(self.config.paths.home, worker, self.config.workers)
+            self.generation = self.sync.generation()
         self.snapshot = self.with_live_ratings(self.load_snapshot())
+        if self.sync is not None:
+            threading.Thread(target=self._follow_reloads, name="eaglerec-reload-follower", daemon=True).start()
 
     def load_snapshot(self) -> Snapshot:
         catalog = load_movie_catalog(self.config.paths, self.store)
@@ -120,22 +129,52 @@ class RecommendationEngine:
 
     def reload(self) -> dict:
         """Load the current champions and tables, then swap them in at once; requests in flight keep the old ones.
-        If anything fails to load (MLflow down, a model missing), the service keeps what it serves."""
+        If anything fails to load (MLflow down, a model missing), the service keeps what it serves. With several
+        workers, the others reload too, and this answers once they all have."""
+        before = self.snapshot.models.describe()
+        self.reload_here(before)
+        if self.sync is not None:
+            self.generation = generation = self.sync.announce()
+            failed = {worker: error for worker, error in self.sync.wait_for_others(
+                generation, RELOAD_TIMEOUT_SECONDS).items() if error is not None}
+            if failed:
+                raise UnavailableError(f"reload: worker {self.sync.worker} serves {self.snapshot.models.describe()}, "
+                                       f"but {'; '.join(f'worker {w}: {e}' for w, e in sorted(failed.items()))}")
+        return {"before": before, "after": self.snapshot.models.describe(), "workers": self.config.workers}
+
+    def reload_here(self, before: dict) -> None:
         with self._reload_lock:
-            before = self.snapshot.models.describe()
             try:
                 snapshot = self.with_live_ratings(self.load_snapshot())
             except Exception as exc:
                 LOGGER.exception("reload failed; the current models stay")
                 raise UnavailableError(f"reload failed ({type(exc).__name__}: {exc}); still serving {before}") from exc
             self.snapshot = snapshot
-            return {"before": before, "after": self.snapshot.models.describe()}
+
+    def _follow_reloads(self) -> None:
+        """Reload when another worker announces a new generation, and say how it went."""
+        while True:
+            time.sleep(WATCH_SECONDS)
+            try:
+                generation = self.sync.generation()
+                if generation is None or generation == self.generation:
+                    continue
+                self.generation = generation
+                error = None
+                try:
+                    self.reload_here(self.snapshot.models.describe())
+                except UnavailableError as exc:
+                    error = str(exc)
+                self.sync.acknowledge(generation, error)
+            except OSError:
+                LOGGER.exception("worker %d: cannot follow reloads", self.sync.worker)
 
     @property
     def degraded(self) -> bool:
         return not self.user_state.online_store_ok
 
     def read_user_state(self, user_id: int) -> dict:
+        self.events.catch_up()  # ratings other workers took since: in this worker's live ratings too
         return self.user_state.read(user_id, self.snapshot.catalog)
 
     def status(self) -> dict:

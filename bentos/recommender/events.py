@@ -6,9 +6,12 @@ One rating, one outcome: the log holds it and the online store has it (200), or 
 could not be written, or the online push failed and the logged line was voided). A rating sent again with the same
 key (event_id, else user, movie and rated_at) is recorded once (200, `duplicate`), and 409 if its values differ.
 
-One writer thread commits: it takes every event waiting (a group commit: one fsync and one online write per view
-for the batch, so concurrent requests share the costs) and is the only one to read-fold-write users' online state,
-so two ratings of one user never overwrite each other's fold."""
+One writer thread per process commits: it takes every event waiting (a group commit: one fsync and one online write
+per view for the batch, so concurrent requests share the costs) and is the process's only one to read-fold-write
+users' online state. Service workers are processes: a writer commits under the log's commit lock (an flock), first
+reading what the other workers logged since it last looked, so a key another worker logged is a duplicate here too
+and two ratings of one user are folded one after the other whichever workers took them. Requests read the log's
+tail too (`catch_up`): a rating any worker accepted is in every worker's live ratings."""
 
 from __future__ import annotations
 
@@ -18,10 +21,20 @@ import threading
 import time
 import zlib
 from concurrent.futures import Future
+from fcntl import LOCK_EX
 
 from bentos.recommender.errors import ConflictError, InvalidRequestError, NotFoundError, UnavailableError
 from bentos.recommender.movie_catalog import LiveRatings, MovieCatalog, Rating
-from eaglerec.event_log import EVENT_ID, EventLogError, LoggedRating, RatingLog, Watermark, rating_key
+from eaglerec.event_log import (
+    COMMIT_LOCK,
+    EVENT_ID,
+    EventLogError,
+    LoggedRating,
+    RatingLog,
+    Watermark,
+    flocked,
+    rating_key,
+)
 from eaglerec.feature_store import UserStateWriter
 
 LOGGER = logging.getLogger(__name__)
@@ -44,6 +57,7 @@ class EventRecorder:
         self.writer = UserStateWriter(store, movie_facts)
         self.live = LiveRatings()
         self.recorded: dict[str, LoggedRating] = {}  # every key the log holds: a retry is known at once
+        self.read_to = Watermark({})  # how far this process has read the log into `recorded` and `live`
         self.pending_users: set[int] = set()  # users whose replayed events did not reach the online store yet
         self._key_locks = [threading.Lock() for _ in range(KEY_LOCKS)]
         self._state_lock = threading.Lock()
@@ -63,11 +77,29 @@ class EventRecorder:
             users = {scan.events[key].user_id for key in scan.after}
             self.recorded = scan.events
             self.live = live
+            self.read_to = scan.watermark
             self.pending_users |= users
         self.push_pending()
         LOGGER.info("event log: %d events, %d past the marts' watermark replayed for %d users",
                     len(scan.events), len(scan.after), len(users))
         return live
+
+    def catch_up(self) -> None:
+        """Read what was logged since this process last looked (other workers' events, and voids) into the known
+        keys and the live ratings; one stat per log segment when nothing was."""
+        with self._state_lock:
+            try:
+                records, self.read_to = self.log.tail(self.read_to)
+            except OSError:
+                LOGGER.exception("event log unreadable: the other workers' latest events are not read")
+                return
+            for record in records:
+                if isinstance(record, str):  # a void line: its event counts nowhere
+                    self.recorded.pop(record, None)
+                    self.live.discard(record)
+                elif record.event_id not in self.recorded:
+                    self.recorded[record.event_id] = record
+                    self.live.add(record.event_id, as_rating(record))
 
     def push_pending(self) -> None:
         """Push the replayed events of pending users to the online store (by the writer thread); those it refuses
@@ -89,20 +121,46 @@ class EventRecorder:
                 except queue.Empty:
                     break
             events = [(job, future) for job, future in jobs if isinstance(job, LoggedRating)]
-            if events:
-                try:
-                    profiles = self.append_and_push([event for event, _ in events])
-                except Exception as exc:  # noqa: BLE001 - every waiting request gets the failure, the thread lives on
-                    for _, future in events:
-                        future.set_exception(exc if isinstance(exc, UnavailableError) else UnavailableError(
-                            f"the rating was not recorded ({type(exc).__name__}: {exc})"))
-                else:
-                    for event, future in events:
-                        future.set_result(profiles[event.event_id])
+            try:
+                with flocked(self.log.folder / COMMIT_LOCK, LOCK_EX):
+                    if events:
+                        self._commit(events)
+                    if any(job == PUSH_PENDING for job, _ in jobs):
+                        self._push_pending()
+            except OSError as exc:  # the lock file cannot be opened: nothing was committed
+                LOGGER.exception("event log unavailable: %d events not recorded", len(events))
+                for _, future in events:
+                    future.set_exception(UnavailableError(f"event log unavailable ({exc.strerror or exc}): the rating "
+                                                          "was not recorded, send it again later"))
             for job, future in jobs:
                 if job == PUSH_PENDING:
-                    self._push_pending()
                     future.set_result(None)
+
+    def _commit(self, events: list[tuple[LoggedRating, Future]]) -> None:
+        """Log and push the events no worker logged yet (each future gets ("logged", its profile)); the others get
+        ("known", the event the log holds)."""
+        self.catch_up()
+        fresh = []
+        for event, future in events:
+            if (known := self.recorded.get(event.event_id)) is not None:
+                future.set_result(("known", known))
+            else:
+                fresh.append((event, future))
+        if not fresh:
+            return
+        try:
+            profiles = self.append_and_push([event for event, _ in fresh])
+        except Exception as exc:  # noqa: BLE001 - every waiting request gets the failure, the thread lives on
+            for _, future in fresh:
+                future.set_exception(exc if isinstance(exc, UnavailableError) else UnavailableError(
+                    f"the rating was not recorded ({type(exc).__name__}: {exc})"))
+            return
+        with self._state_lock:
+            for event, _ in fresh:
+                self.recorded[event.event_id] = event
+                self.live.add(event.event_id, as_rating(event))
+        for event, future in fresh:
+            future.set_result(("logged", profiles[event.event_id]))
 
     def _push_pending(self) -> None:
         users = sorted(self.pending_users)
@@ -140,17 +198,16 @@ class EventRecorder:
         event = LoggedRating(key, user_id, movie_id, float(rating), rated_at, time.time(), request_id)
         with self._key_locks[zlib.crc32(key.encode()) % KEY_LOCKS]:
             known = self.recorded.get(key)
-            if known is not None:
-                if not known.same_event(event, compare_rated_at=client_time):
-                    raise ConflictError(f"event_id {key!r} is already recorded with other values (user "
-                                        f"{known.user_id}, movie {known.movie_id}, rating {known.rating}, rated_at "
-                                        f"{known.rated_at}): send a new event_id")
-                return self.answer(known, duplicate=True)
-            profile = self._submit(event)
-            with self._state_lock:
-                self.recorded[key] = event
-                self.live.add(key, as_rating(event))
-        return self.answer(event, duplicate=False, user_rating_count=profile.get("user_rating_count"))
+            if known is None:
+                outcome, value = self._submit(event)
+                if outcome == "logged":
+                    return self.answer(event, duplicate=False, user_rating_count=value.get("user_rating_count"))
+                known = value  # another worker logged this key first
+            if not known.same_event(event, compare_rated_at=client_time):
+                raise ConflictError(f"event_id {key!r} is already recorded with other values (user "
+                                    f"{known.user_id}, movie {known.movie_id}, rating {known.rating}, rated_at "
+                                    f"{known.rated_at}): send a new event_id")
+            return self.answer(known, duplicate=True)
 
     def append_and_push(self, events: list[LoggedRating]) -> dict[str, dict]:
         """The log first (nothing is pushed unless it is durable), then the online store; a failed push voids the

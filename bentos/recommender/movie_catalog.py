@@ -132,14 +132,20 @@ class LiveRatings:
 
     def __init__(self):
         self._lock = threading.Lock()
-        self._keys: set[str] = set()
+        self._keys: dict[str, Rating] = {}
         self._by_user: dict[int, list[Rating]] = {}
 
     def add(self, key: str, rating: Rating) -> None:
         with self._lock:
             if key not in self._keys:
-                self._keys.add(key)
+                self._keys[key] = rating
                 self._by_user.setdefault(rating.user_id, []).append(rating)
+
+    def discard(self, key: str) -> None:
+        """Withdraw the rating of a key (its logged line was voided), if held."""
+        with self._lock:
+            if (rating := self._keys.pop(key, None)) is not None:
+                self._by_user[rating.user_id].remove(rating)
 
     def of(self, user_id: int) -> list[Rating]:
         """A user's live ratings in the order they were logged."""

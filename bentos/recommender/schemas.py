@@ -149,6 +149,7 @@ class EventAccepted(BaseModel):
 class ReloadResult(BaseModel):
     before: dict[str, str]
     after: dict[str, str]
+    workers: int = Field(description="the service's worker processes: every one serves `after`")
 
 
 class Readiness(BaseModel):

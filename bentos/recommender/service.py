@@ -42,13 +42,18 @@ from bentos.recommender.schemas import (
     UserProfile,
 )
 from bentos.recommender.sparrowrecsys import sparrow_movie, sparrow_movies, sparrow_user
+from bentos.recommender.workers import serving_workers
 from eaglerec.contracts.catalogue import load_catalogue
 
 MAX_BODY_BYTES = int(os.environ.get("EAGLEREC_MAX_BODY_BYTES", "16384"))
+# Worker processes: each loads the models; they share the event log, the online store and reloads (events.py,
+# workers.py).
+WORKERS = serving_workers()
 ERRORS = {status: {"model": ErrorBody} for status in (400, 401, 403, 404, 409, 413, 422, 503)}
 REQUEST_ID_HEADER = "X-Request-ID"
 # Which models answered, on every recommendation (SparrowRecSys's bare-list body has no room for it).
 VARIANT_HEADER, RANKER_HEADER, RETRIEVER_HEADER = "X-EagleRec-Variant", "X-EagleRec-Ranker", "X-EagleRec-Retriever"
+WORKER_HEADER = "X-EagleRec-Worker"  # which of the service's worker processes answered (1-based)
 MovieId = Annotated[int, Query(ge=1, le=2**31 - 1)]
 Size = Annotated[int, Query(ge=1, le=100)]
 
@@ -119,11 +124,12 @@ def show_api_docs():
 def describe_answer(response: Response, answer: dict) -> None:
     """Name the answer and what produced it in the headers: its request_id, the A/B variant, the model that ordered
     the list (the ranker; the retriever itself for retriever-only answers; `none` for cold start) and the retriever,
-    each as `<model> v<version>`."""
+    each as `<model> v<version>`, and the worker process that answered."""
     response.headers[REQUEST_ID_HEADER] = answer["request_id"]
     response.headers[VARIANT_HEADER] = answer["variant"]
     response.headers[RANKER_HEADER] = answer["ranker"] or "none"
     response.headers[RETRIEVER_HEADER] = answer["retriever_model"]
+    response.headers[WORKER_HEADER] = str(bentoml.server_context.worker_index or 1)
 
 
 def error_response(status: int, message: str, detail=None) -> JSONResponse:
@@ -153,22 +159,6 @@ for request_error in (InvalidRequestError, NotFoundError, ConflictError, Unavail
     app.add_exception_handler(request_error, reject_request_error)
 
 
-@app.middleware("http")
-async def limit_body_size(request: Request, call_next):
-    """Refuse oversize bodies before reading them (Content-Length), and bodies sent without one past the limit."""
-    declared = request.headers.get("content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY_BYTES):
-        return error_response(413, f"request body over {MAX_BODY_BYTES} bytes")
-    if declared is None and request.method in ("POST", "PUT", "PATCH"):
-        body = b""
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > MAX_BODY_BYTES:
-                return error_response(413, f"request body over {MAX_BODY_BYTES} bytes")
-        request._body = body
-    return await call_next(request)
-
-
 class HttpMiddleware:
     """An ASGI layer that acts on HTTP requests only: lifespan and other scopes pass through untouched."""
 
@@ -183,6 +173,36 @@ class HttpMiddleware:
 
     async def handle(self, scope, receive, send):
         raise NotImplementedError
+
+
+class BodyLimit(HttpMiddleware):
+    """Refuse oversize bodies before reading them (Content-Length), and bodies sent without one past the limit. Plain
+    ASGI: Starlette's BaseHTTPMiddleware cost ~1 ms of CPU per request here."""
+
+    async def handle(self, scope, receive, send):
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY_BYTES):
+            await error_response(413, f"request body over {MAX_BODY_BYTES} bytes")(scope, receive, send)
+            return
+        if declared is None and scope["method"] in ("POST", "PUT", "PATCH"):
+            body, more = b"", True
+            while more:
+                message = await receive()
+                if message["type"] != "http.request":
+                    break
+                body += message.get("body", b"")
+                more = message.get("more_body", False)
+                if len(body) > MAX_BODY_BYTES:
+                    await error_response(413, f"request body over {MAX_BODY_BYTES} bytes")(scope, receive, send)
+                    return
+            pending = [{"type": "http.request", "body": body, "more_body": False}]
+
+            async def receive_read_body():
+                return pending.pop() if pending else await receive()
+
+            await self.app(scope, receive_read_body, send)
+            return
+        await self.app(scope, receive, send)
 
 
 class RequestMetrics(HttpMiddleware):
@@ -246,14 +266,15 @@ class ServiceEdges(HttpMiddleware):
         await self.app(scope, receive, send_errors_as_json)
 
 
-@bentoml.service(name="eaglerec_recommender", workers=1, traffic={"timeout": 60}, metrics={"enabled": False},
+@bentoml.service(name="eaglerec_recommender", workers=WORKERS, traffic={"timeout": 60}, metrics={"enabled": False},
+                 tracing={"excluded_urls": ["/"]},
                  http={"host": "127.0.0.1", "port": 3000})
 @bentoml.asgi_app(app, path="/")
 class Recommender:
     def __init__(self) -> None:
         from bentos.recommender.engine import RecommendationEngine
 
-        self.engine = RecommendationEngine()
+        self.engine = RecommendationEngine(worker=bentoml.server_context.worker_index or 1)
         ServiceEdges.engine = self.engine
 
     def __is_ready__(self) -> bool:
@@ -394,3 +415,4 @@ class Recommender:
 
 Recommender.add_asgi_middleware(ServiceEdges)
 Recommender.add_asgi_middleware(RequestMetrics)
+Recommender.add_asgi_middleware(BodyLimit)

@@ -37,7 +37,7 @@ from tests.services import (
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 # Users the in-process tests post ratings for: ids the bundled data does not have.
-NEW_USER, HTTP_NEW_USER, CONCURRENT_USER = 900_001, 900_002, 900_003
+NEW_USER, HTTP_NEW_USER, CONCURRENT_USER, TWO_WORKERS_USER = 900_001, 900_002, 900_003, 900_004
 
 
 @pytest.fixture(scope="module")
@@ -99,6 +99,25 @@ def test_served_scores_equal_the_registered_model_fed_through_feast_sdk(engine, 
     assert answer["ranker"] == f"din v{version.version}"
 
 
+def test_one_packed_ranker_call_scores_each_candidate_as_its_own_call_would(engine, catalog):
+    """The served call (candidate positions into the movie inputs the compiled function holds, the user's side
+    packed and repeated in the graph) against the model called once per candidate with every input spelled out."""
+    from eaglerec.contracts.features import FEATURES, MOVIE_FEATURES, USER_FEATURES
+
+    movie_inputs = None
+    for ranker in {id(r): r for r in (*engine.snapshot.models.rankers.values(),
+                                       *engine.snapshot.models.named_rankers.values())}.values():
+        movie_inputs = ranker.encoder.encode(engine.snapshot.catalog.features, MOVIE_FEATURES)
+        user = ranker.encoder.encode_row({**engine.read_user_state(414), "user_id": 414}, USER_FEATURES)
+        positions = np.random.default_rng(3).choice(len(catalog), 60, replace=False)
+        batched = ranker.score(user, positions)
+        one_by_one = [float(np.asarray(ranker.score_batch(
+            {f.name: (movie_inputs | user)[f.name][[p] if f.name in movie_inputs else [0]] for f in FEATURES}))[0, 0])
+            for p in positions]
+        np.testing.assert_allclose(batched, one_by_one, rtol=1e-5, atol=1e-6, err_msg=ranker.label)
+    assert movie_inputs is not None
+
+
 def test_the_online_reader_equals_feast_get_online_features(serving_registry):
     store = open_feature_store(serving_registry["home"], "sqlite")
     reader = OnlineReader(store, "user_state_v1")
@@ -150,6 +169,49 @@ def test_concurrent_ratings_of_one_user_are_each_folded_once(engine, catalog):
     assert sorted(state["recent_movie_ids"]) == sorted(movies) and state["user_rating_count"] == 16
     logged = engine.events.log.scan().events
     assert sorted(e.movie_id for e in logged.values() if e.user_id == CONCURRENT_USER) == sorted(movies)
+
+
+def test_two_workers_agree_on_keys_and_fold_one_users_ratings_one_after_the_other(engine, catalog):
+    """A second worker's recorder (its own writer thread, log instance and memory; one process stands for two:
+    the commit lock is an flock per descriptor): ratings of one user taken by both at once are each folded once,
+    a key one logged is a duplicate (or a conflict) at the other, and each holds the other's ratings."""
+    from bentos.recommender.errors import ConflictError
+    from bentos.recommender.events import EventRecorder
+    from bentos.recommender.user_state import UserStateReader
+    from eaglerec.event_log import RatingLog, Watermark
+    from eaglerec.feature_store import load_movie_facts
+
+    paths, store = engine.config.paths, engine.store
+    facts = load_movie_facts(paths)
+    other = EventRecorder(store, facts, RatingLog(paths.events), UserStateReader(store, facts))
+    other.replay(Watermark.read(paths.marts))
+    workers, movies = (engine.events, other), catalog.index[20:36].tolist()
+
+    def record(index: int) -> dict:
+        return workers[index % 2].record(engine.snapshot.catalog, TWO_WORKERS_USER, movies[index], 4.0,
+                                         event_id=f"two-workers-{index}")
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(record, range(16)))
+    assert sorted(answer["user_rating_count"] for answer in answers) == list(range(1, 17))
+    assert engine.read_user_state(TWO_WORKERS_USER)["user_rating_count"] == 16
+
+    for worker in workers:
+        worker.catch_up()
+        assert sorted(r.movie_id for r in worker.live.of(TWO_WORKERS_USER)) == sorted(movies)
+    # A key one worker just logged, sent to the other (which has not read it yet): a duplicate there too, and a
+    # conflict with other values; neither is logged again.
+    retry = {"user_id": TWO_WORKERS_USER, "movie_id": movies[0], "event_id": "two-workers-retry"}
+    first = engine.events.record(engine.snapshot.catalog, rating=3.5, **retry)
+    assert "two-workers-retry" not in other.recorded
+    again = other.record(engine.snapshot.catalog, rating=3.5, **retry)
+    assert again["duplicate"] and not first["duplicate"] and again["rated_at"] == first["rated_at"]
+    conflicting = {**retry, "event_id": "two-workers-conflict"}
+    other.record(engine.snapshot.catalog, rating=3.0, **conflicting)
+    with pytest.raises(ConflictError, match="two-workers-conflict"):
+        engine.events.record(engine.snapshot.catalog, rating=1.0, **conflicting)
+    logged = [e for e in engine.events.log.scan().events.values() if e.user_id == TWO_WORKERS_USER]
+    assert len(logged) == 18 and sorted(e.movie_id for e in logged[:16]) == sorted(movies)
 
 
 @pytest.mark.parametrize("event, message", [
@@ -221,7 +283,9 @@ def test_sparrowrecsys_movie_json_has_its_fields_and_the_ten_highest_ratings(eng
 
 @pytest.fixture(scope="module")
 def served(serving_registry):
-    process, base = start_service(serving_registry, "bentos.recommender.service:Recommender")
+    """Two workers, as `make serve` runs it: every HTTP test below goes through both."""
+    process, base = start_service(serving_registry, "bentos.recommender.service:Recommender",
+                                  {"EAGLEREC_SERVING_WORKERS": "2"})
     yield base
     stop_service(process)
 
@@ -336,6 +400,15 @@ def test_an_event_over_http_reaches_the_next_recommendation(served):
     assert not after["cold_start"] and 260 not in [item["movie_id"] for item in after["items"]]
 
 
+def recommend_with_worker(base: str, user_id: int) -> tuple[str, dict]:
+    """The answer, and which worker gave it."""
+    request = urllib.request.Request(f"{base}/recommend", json.dumps({"user_id": user_id, "k": 3,
+                                                                      "variant": "champion"}).encode(),
+                                     {"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return response.headers["X-EagleRec-Worker"], json.loads(response.read())
+
+
 def test_reload_swaps_the_champion_without_failing_requests_in_flight(served, serving_registry, tracking_uri):
     client = MlflowClient(tracking_uri)
     neural_cf = serving_registry["rankers"]["neural_cf"].version
@@ -359,9 +432,13 @@ def test_reload_swaps_the_champion_without_failing_requests_in_flight(served, se
             reloaded.set()
             statuses = [s for future in load for s in future.result()]
         assert status == 200 and swapped["after"]["ranker_champion"] == f"neural_cf v{neural_cf}"
+        assert swapped["workers"] == 2
         assert len(statuses) > 20 and set(statuses) == {200}
-        _, answer = call(served, "/recommend", {"user_id": 5, "k": 3, "variant": "champion"})
-        assert answer["ranker"] == f"neural_cf v{neural_cf}"
+        # Both workers serve it once the reload answered.
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(lambda _: recommend_with_worker(served, 5), range(40)))
+        assert {worker for worker, _ in answers} == {"1", "2"}
+        assert {answer["ranker"] for _, answer in answers} == {f"neural_cf v{neural_cf}"}
     finally:
         client.set_registered_model_alias("eaglerec-ranker", "champion", serving_registry["rankers"]["din"].version)
         call(served, "/admin/reload", b"", {"Authorization": f"Bearer {ADMIN_TOKEN}"})

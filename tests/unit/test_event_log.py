@@ -45,6 +45,24 @@ def test_a_key_is_recorded_once_and_a_void_withdraws_it(tmp_path):
     assert log.scan().events["c"].rating == 1.5
 
 
+def test_a_reader_tails_what_other_writers_appended_since_it_looked(tmp_path):
+    """Each service worker reads the others' events from where it stopped: new lines of every segment (a new day's
+    too), voids as their keys, nothing twice, and not a line still being written."""
+    reader, other = RatingLog(tmp_path), RatingLog(tmp_path)  # two processes' instances
+    reader.append(event("a", 1, 10, 4.0, 100))
+    since = reader.scan().watermark
+    assert reader.tail(since) == ([], since)
+
+    other.append(event("b", 2, 20, 3.0, 200), event("c", 3, 30, 2.0, 300, at=NOW + 86_400))
+    other.void(event("b", 2, 20, 3.0, 200), reason="push failed")
+    records, since = reader.tail(since)
+    assert [r if isinstance(r, str) else r.event_id for r in records] == ["b", "b", "c"]
+    assert isinstance(records[1], str)  # the void of b
+    with (tmp_path / segment_name("ratings-", NOW)).open("ab") as segment:
+        segment.write(b'{"event_id": "d", "user_id"')  # an append in progress
+    assert reader.tail(since) == ([], since)
+
+
 def test_a_group_commit_writes_each_event_to_its_day_and_voids_them_together(tmp_path):
     log = RatingLog(tmp_path)
     day, next_day = NOW, NOW + 86_400
