@@ -95,7 +95,7 @@ class SimilarToLikedSource:
         for movie_id in request.user.liked_movie_ids[:LIKED_MOVIE_COUNT]:
             if not catalog.has_movie(movie_id):
                 continue
-            title = catalog.movies["title"].iat[catalog.position[movie_id]]
+            title = catalog.summaries[catalog.position[movie_id]]["title"]
             found = request.retriever.similar(movie_id, self.count)
             candidates.add(catalog.positions_of(found.movie_ids), self.name,
                            lambda _, title=title: f"because you liked {title}")

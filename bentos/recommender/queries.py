@@ -27,10 +27,8 @@ def rating_dict(rating: Rating) -> dict:
 
 
 def summarise_movie(catalog: MovieCatalog, position: int) -> dict:
-    movies = catalog.movies
-    return {"movie_id": int(catalog.movie_ids[position]), "title": movies["title"].iat[position],
-            "release_year": none_if_nan(movies["release_year"].iat[position], int),
-            "genres": list(movies["genres"].iat[position])}
+    summary = catalog.summaries[position]
+    return {**summary, "genres": list(summary["genres"])}
 
 
 def position_of(catalog: MovieCatalog, movie_id: int) -> int:
