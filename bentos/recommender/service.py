@@ -71,6 +71,19 @@ http_seconds = bentoml.metrics.Histogram(
     labelnames=["route", "method"], buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
+
+def render_metrics() -> bytes:
+    """Every worker's metrics added up: BentoML starts its workers with PROMETHEUS_MULTIPROC_DIR, where each one's
+    counters live in their own file; the default registry holds only the answering worker's."""
+    import prometheus_client
+    from prometheus_client import multiprocess
+
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return prometheus_client.generate_latest()
+    registry = prometheus_client.CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    return prometheus_client.generate_latest(registry)
+
 SITE = pathlib.Path(__file__).with_name("site")
 # Swagger UI's files as BentoML installs them (it serves them for its own UI): /docs loads nothing from a CDN.
 SWAGGER_UI = pathlib.Path(bentoml.__file__).parent / "_internal" / "server" / "static_content"
@@ -351,7 +364,7 @@ class Recommender:
     @app.get("/metrics", response_class=Response)
     def metrics(self):
         """Prometheus metrics: requests by route template, recommendations by variant, events accepted."""
-        return Response(bentoml.metrics.generate_latest(), media_type="text/plain; version=0.0.4; charset=utf-8")
+        return Response(render_metrics(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
     @app.post("/admin/reload", response_model=ReloadResult)
     def reload(self, authorization: Annotated[str | None, Header()] = None):
