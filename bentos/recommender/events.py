@@ -130,8 +130,9 @@ class EventRecorder:
             except OSError as exc:  # the lock file cannot be opened: nothing was committed
                 LOGGER.exception("event log unavailable: %d events not recorded", len(events))
                 for _, future in events:
-                    future.set_exception(UnavailableError(f"event log unavailable ({exc.strerror or exc}): the rating "
-                                                          "was not recorded, send it again later"))
+                    if not future.done():
+                        future.set_exception(UnavailableError(f"event log unavailable ({exc.strerror or exc}): the "
+                                                              "rating was not recorded, send it again later"))
             for job, future in jobs:
                 if job == PUSH_PENDING:
                     future.set_result(None)

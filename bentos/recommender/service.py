@@ -279,6 +279,8 @@ class ServiceEdges(HttpMiddleware):
         await self.app(scope, receive, send_errors_as_json)
 
 
+# tracing: no span for any URL. No exporter is configured (offline by design), and BentoML's OpenTelemetry layer
+# made a span per request all the same: 0.8 ms of CPU each (a trivial route 2.29 ms against 3.64 with it).
 @bentoml.service(name="eaglerec_recommender", workers=WORKERS, traffic={"timeout": 60}, metrics={"enabled": False},
                  tracing={"excluded_urls": ["/"]},
                  http={"host": "127.0.0.1", "port": 3000})
