@@ -19,7 +19,7 @@ from eaglerec.contracts.names import (
 )
 from eaglerec.files import write_then_rename
 from eaglerec.settings import Paths
-from training.tracking import hash_data_version
+from training.tracking import hash_data_version, use_experiment
 
 # Per kind of model (the catalogue's kinds): the test set its runs compare on (rankers: every user, not a sample)
 # and the columns, metric -> heading, in table order.
@@ -199,7 +199,7 @@ def write_comparison(comparison: Comparison, paths: Paths | None = None) -> dict
         with write_then_rename(path) as partial:
             partial.write_text(text)
         written[suffix] = path
-    mlflow.set_experiment(COMPARISON_EXPERIMENT)
+    use_experiment(COMPARISON_EXPERIMENT)
     with mlflow.start_run(run_name=f"comparison {comparison.data_version[:8]}"):
         mlflow.set_tag("data_version", comparison.data_version)
         for path in written.values():

@@ -30,6 +30,7 @@ from training.tracking import (
     name_run,
     read_git_commit,
     read_live_data,
+    use_experiment,
 )
 
 
@@ -82,7 +83,7 @@ def train_ranker(entry: ModelEntry, params, paths: Paths, user_fraction: float =
     inputs = load_ranker_inputs(paths, user_fraction)
     lineage = describe_lineage(paths)
     data_version = lineage["data_version"]
-    mlflow.set_experiment(entry.kind.experiment)
+    use_experiment(entry.kind.experiment)
     with mlflow.start_run(run_name=name_run(entry.name, lineage)) as run:
         # Runs compare only on the same test set: the same marts and the same sample of users.
         mlflow.set_tags({**lineage, MODEL_TAG: entry.name, "baseline": str(entry.baseline).lower(),
@@ -124,7 +125,7 @@ def refit_ranker(entry: ModelEntry, params, paths: Paths, user_fraction: float, 
     module = import_module(entry.module)
     inputs = load_ranker_inputs(paths, user_fraction, refit=True)
     lineage = describe_lineage(paths)
-    mlflow.set_experiment(entry.kind.experiment)
+    use_experiment(entry.kind.experiment)
     with mlflow.start_run(run_name=f"{name_run(entry.name, lineage)} · refit") as run:
         mlflow.set_tags({**lineage, MODEL_TAG: entry.name, "feature_service": RANKER_SERVICE,
                          "git_commit": read_git_commit(), **describe_refit(evaluated_version)})

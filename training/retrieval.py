@@ -33,6 +33,7 @@ from training.tracking import (
     name_run,
     read_git_commit,
     read_live_data,
+    use_experiment,
 )
 
 CUTOFFS = (10, 50, 100)
@@ -90,7 +91,7 @@ def train_retriever(entry: ModelEntry, params, paths: Paths, verbose: int = 0, g
 
     module = import_module(entry.module)
     split = load_retrieval_split(paths)
-    mlflow.set_experiment(entry.kind.experiment)
+    use_experiment(entry.kind.experiment)
     lineage = describe_lineage(paths)
     with mlflow.start_run(run_name=name_run(entry.name, lineage)) as run:
         evaluation_users = len(set(split.relevant["validation"]) | set(split.relevant["test"]))
@@ -129,7 +130,7 @@ def refit_retriever(entry: ModelEntry, params, paths: Paths, evaluated_version, 
 
     module = import_module(entry.module)
     split = load_retrieval_split(paths, refit=True)
-    mlflow.set_experiment(entry.kind.experiment)
+    use_experiment(entry.kind.experiment)
     lineage = describe_lineage(paths)
     with mlflow.start_run(run_name=f"{name_run(entry.name, lineage)} · refit") as run:
         mlflow.set_tags({**lineage, MODEL_TAG: entry.name, "git_commit": read_git_commit(),

@@ -57,6 +57,26 @@ def wait_for_tracking_server(uri: str, process: subprocess.Popen | None = None, 
     wait_for_http(f"{uri}/health", process, timeout, "mlflow server")
 
 
+def use_experiment(name: str, attempts: int = 5) -> str:
+    """mlflow.set_experiment, checked: parallel training tasks (the DAG maps one per model) may create an experiment
+    at the same moment, and once here (2026-11-30) a task's run then failed on an experiment id the server did not
+    know (`MLFLOW_EXPERIMENT_ID value 2 does not exist`). Set it again until the server knows the id it returned."""
+    import time
+
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    for attempt in range(1, attempts + 1):
+        try:
+            experiment_id = mlflow.set_experiment(name).experiment_id
+            mlflow.MlflowClient().get_experiment(experiment_id)  # raises if the server does not know it
+            return experiment_id
+        except MlflowException:
+            if attempt == attempts:
+                raise
+            time.sleep(0.5 * attempt)
+
+
 def hash_data_version(marts_dir: Path) -> str:
     """Return a short hash of what the marts were built from (marts/_build.json): equal hashes, equal data."""
     record = marts_dir / "_build.json"

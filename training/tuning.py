@@ -15,7 +15,7 @@ from importlib import import_module
 from eaglerec.contracts.catalogue import CatalogueError, ModelEntry, load_catalogue
 from eaglerec.contracts.names import MODEL_TAG
 from eaglerec.settings import Paths
-from training.tracking import TrainedRun, describe_lineage, read_git_commit
+from training.tracking import TrainedRun, describe_lineage, read_git_commit, use_experiment
 
 # Trials are scored on the kind's gate metric, on validation. The studies, under $EAGLEREC_HOME/tuning/:
 TUNING_DB = "optuna.db"
@@ -104,7 +104,7 @@ def tune_model(name: str, paths: Paths | None = None, trials: int = 20, timeout_
                                 direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed),
                                 load_if_exists=True)
     before = len(study.trials)
-    mlflow.set_experiment(entry.kind.experiment)
+    use_experiment(entry.kind.experiment)
     started = time.perf_counter()
     with mlflow.start_run(run_name=f"{name} · {lineage['dataset']} · tuning") as study_run:
         mlflow.set_tags({**lineage, MODEL_TAG: entry.name, "tuning_study": study_name, "git_commit": read_git_commit()})
