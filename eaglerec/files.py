@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,8 +24,9 @@ def compute_sha256(path: Path) -> str:
 
 @contextmanager
 def write_then_rename(path: Path) -> Iterator[Path]:
-    """Yield a sibling path to write; on success it replaces `path` in one rename: readers never see half a file."""
-    partial = path.with_name(path.name + ".partial")
+    """Yield a sibling path to write; on success it replaces `path` in one rename: readers never see half a file.
+    The sibling is the writer's own (process and thread), so writers racing for one path each rename a whole file."""
+    partial = path.with_name(f"{path.name}.{os.getpid()}-{threading.get_ident()}.partial")
     try:
         yield partial
         os.replace(partial, path)

@@ -13,6 +13,8 @@ import time
 import uuid
 from pathlib import Path
 
+from eaglerec.files import write_then_rename
+
 WATCH_SECONDS = 0.5
 GENERATION_FILE = "generation"
 # How long a reload waits for the other workers to load the new models (a load takes 5-30 s here).
@@ -48,15 +50,13 @@ class WorkerSync:
     def announce(self) -> str:
         """Start a new generation (this worker has loaded it): the others follow."""
         generation = uuid.uuid4().hex
-        scratch = self.folder / f".{GENERATION_FILE}.{self.worker}"
-        scratch.write_text(generation)
-        scratch.replace(self.folder / GENERATION_FILE)  # atomic: a watcher reads the old or the new, whole
+        with write_then_rename(self.folder / GENERATION_FILE) as partial:  # a watcher reads the old or the new
+            partial.write_text(generation)
         return generation
 
     def acknowledge(self, generation: str, error: str | None) -> None:
-        scratch = self.folder / f".ack-{self.worker}"
-        scratch.write_text(json.dumps({"generation": generation, "error": error}))
-        scratch.replace(self.folder / f"ack-{self.worker}")
+        with write_then_rename(self.folder / f"ack-{self.worker}") as partial:
+            partial.write_text(json.dumps({"generation": generation, "error": error}))
 
     def wait_for_others(self, generation: str, timeout: float) -> dict[int, str | None]:
         """Each other worker's answer to a generation: None (reloaded), its error, or "no answer" past the
