@@ -1,5 +1,5 @@
-"""Benchmark ingest + raw gate + dbt build (+ Feast apply and materialisation) on seeded synthetic MovieLens-layout
-data of N ratings.
+"""Benchmark ingest + raw gate + dbt build + training-set gate (+ Feast apply and materialisation) on seeded synthetic
+MovieLens-layout data of N ratings.
 
 Prints, for each N, every stage's wall time and peak RSS (each stage runs in its own process), side by side.
 Usage: python benchmarks/features.py [--sizes 1000000 25000000] [--seed 7] [--work DIR] [--no-feast]
@@ -105,7 +105,8 @@ def benchmark(n_ratings: int, work: Path, seed: int, feast: bool) -> list[tuple[
     cli = str(Path(sys.executable).parent / "eaglerec")
     stages = [("ingest", [cli, "ingest", str(release), "--dataset", dataset]),
               ("raw gate", [cli, "validate", "--dataset", dataset]),
-              ("dbt build", [cli, "build-features", "--dataset", dataset])]
+              ("dbt build", [cli, "build-features", "--dataset", dataset]),
+              ("train gate", [cli, "validate-training-set"])]
     if feast:  # the SQLite online store under the bench home: every user's and movie's latest state
         stages += [("feast apply", [cli, "feast-apply", "--online-store", "sqlite"]),
                    ("materialize", [cli, "materialize", "--online-store", "sqlite"])]

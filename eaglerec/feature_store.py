@@ -11,7 +11,7 @@ import pandas as pd
 
 from eaglerec.contracts.names import RANKER_SERVICE, USER_STATE_SERVICE
 from eaglerec.near_line import MovieFacts, fold_rating, profile_from_activity
-from eaglerec.settings import REPO_ROOT, Paths
+from eaglerec.settings import REPO_ROOT, Paths, duckdb_memory_limit
 
 FEATURE_REPO_DIR = REPO_ROOT / "feature_repo"
 # The online store is chosen by configuration: each name selects a feature_store YAML of the same repo.
@@ -59,8 +59,7 @@ def bound_offline_store_memory() -> None:
     rows) was killed by the kernel at 24 GB. Bounded, it spills to disk instead."""
     import ibis
 
-    limit = os.environ.get("EAGLEREC_DUCKDB_MEMORY_LIMIT", "4GB")
-    ibis.set_backend(ibis.duckdb.connect(memory_limit=limit, preserve_insertion_order=False))
+    ibis.set_backend(ibis.duckdb.connect(memory_limit=duckdb_memory_limit(), preserve_insertion_order=False))
 
 
 def apply_feature_repo(paths: Paths | None = None, online_store: str | None = None) -> None:

@@ -24,6 +24,12 @@ def read_offline_env() -> dict[str, str]:
     return pairs
 
 
+def duckdb_memory_limit() -> str:
+    """DuckDB's memory for every job that runs one (dbt, Feast's offline store, the training-set gate): beyond it,
+    DuckDB spills to disk. Unbounded it takes 80 % of RAM, which a 25M-rating job does."""
+    return os.environ.get("EAGLEREC_DUCKDB_MEMORY_LIMIT", "4GB")
+
+
 def apply_offline_env() -> None:
     """Switch telemetry off for every tool this process or its children start (explicit settings win)."""
     for key, value in read_offline_env().items():

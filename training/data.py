@@ -10,7 +10,7 @@ import pyarrow as pa
 
 from eaglerec.contracts.features import FEATURES, LABEL
 from eaglerec.settings import Paths
-from expectations.training_gate import validate_training_frame
+from expectations.training_gate import validate_training_parquet
 
 # The event, and what the training-set gate checks besides the model inputs.
 EVENT_COLUMNS = ("user_id", "movie_id", "rating", "rated_at", LABEL, "split",
@@ -30,11 +30,11 @@ def load_ranking_data(paths: Paths, user_fraction: float = 1.0, seed: int = 42, 
     """Return the gated train/validation/test frames; user_fraction < 1 keeps a seeded sample of users (tests).
     For a refit on all data, `train` holds every split's examples and validation and test are empty."""
     columns = list(dict.fromkeys([*EVENT_COLUMNS, *(feature.name for feature in FEATURES)]))
+    gate_training_examples(paths)
     examples = read_examples(paths.marts / "rating_examples.parquet", columns)
     if user_fraction < 1.0:
         users = examples["user_id"].drop_duplicates().sample(frac=user_fraction, random_state=seed)
         examples = examples[examples["user_id"].isin(users)]
-    validate_training_frame(examples, expected_rows=len(examples), name="rating_examples")
     catalogue = pd.read_parquet(paths.marts / "movie_catalog.parquet", columns=["movie_id", "genres"])
     genres = sorted({genre for movie_genres in catalogue["genres"] for genre in movie_genres})
     if refit:
@@ -42,6 +42,17 @@ def load_ranking_data(paths: Paths, user_fraction: float = 1.0, seed: int = 42, 
     else:
         splits = {name: frame.reset_index(drop=True) for name, frame in examples.groupby("split", observed=True)}
     return RankingData(splits["train"], splits["validation"], splits["test"], catalogue["movie_id"].tolist(), genres)
+
+
+def gate_training_examples(paths: Paths) -> int:
+    """Run the training-set gate on the rating_examples mart where it lies (one example per rating event: the
+    point-in-time join must lose none); return its rows."""
+    import pyarrow.parquet as pq
+
+    expected_rows = pq.read_metadata(paths.marts / "rating_events.parquet").num_rows
+    validate_training_parquet(paths.marts / "rating_examples.parquet", expected_rows=expected_rows,
+                              name="rating_examples")
+    return expected_rows
 
 
 def read_examples(path: Path, columns: list[str]) -> pd.DataFrame:
