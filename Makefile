@@ -22,7 +22,7 @@ export EAGLEREC_HOME
 UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/bin/uv)
 
 .PHONY: help install envs system-packages run run-direct airflow mlflow train serve bento stop test test-fast lint bench-features \
-	bench-online bench-quality bench-serving bench-events bench-retrieval lock clean distclean tune
+	bench-online bench-quality bench-serving bench-events bench-retrieval bench-training lock clean distclean tune
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -128,6 +128,9 @@ bench-events: mlflow ## Benchmark the event log, POST /events at concurrency 8 a
 
 bench-serving: mlflow ## Benchmark /recommend under locust load, 1 and 2 workers, concurrency 1 and 16 (make run first)
 	$(ML_BIN)/python benchmarks/serving.py $(if $(RANKER),--ranker $(RANKER))
+
+bench-training: install ## Benchmark an epoch streamed from parquet vs in memory, then a full 25M epoch (bench-features SIZES=25000000 first)
+	$(ML_BIN)/python benchmarks/training_speed.py $(if $(MODELS),--models $(MODELS))
 
 lock: | $(UV) ## Re-resolve the lock files from locks/*.in (needs the package registry)
 	$(UV) pip compile --quiet locks/ml.in --python-version $(PYTHON_VERSION) -o locks/ml.lock.txt

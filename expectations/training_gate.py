@@ -11,6 +11,7 @@ Two ways to run one suite (build_training_suite):
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -113,8 +114,10 @@ def find_parquet_problems(path: Path, expected_rows: int, name: str = "rating_ex
     runner = SuiteRunner()  # Great Expectations' context: the suite's expectations need one
     suite = build_training_suite(expected_rows, label_rate)
     floats = {field.name for field in schema if str(field.type) in ("double", "float")}
-    config = {"memory_limit": duckdb_memory_limit(), "preserve_insertion_order": False}
-    with duckdb.connect(config=config) as con:
+    # Spills go to a scratch folder of their own (an in-memory DuckDB would spill into the working directory).
+    with tempfile.TemporaryDirectory(prefix="training-gate-") as scratch, duckdb.connect(config={
+            "memory_limit": duckdb_memory_limit(), "preserve_insertion_order": False,
+            "temp_directory": scratch}) as con:
         counted = ParquetCounter(con, str(path), floats)
         problems = []
         for expectation in suite.expectations:

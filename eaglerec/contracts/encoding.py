@@ -32,6 +32,29 @@ class FeatureEncoder:
                 encoder.stddevs[feature.name] = float(np.nanstd(values)) or 1.0
         return encoder
 
+    @classmethod
+    def fit_frames(cls, frames, catalogue_movie_ids: list[int], genres: list[str]) -> FeatureEncoder:
+        """`fit` over the training split given in parts (streamed from parquet): one pass, memory of one part.
+        Means and deviations come from sums in float64 (equal to `fit`'s within rounding)."""
+        users: set[int] = set()
+        numeric = [feature.name for feature in FEATURES if feature.kind == "numeric"]
+        sums = {name: np.zeros(3) for name in numeric}  # count, sum, sum of squares of the non-missing values
+        for frame in frames:
+            users.update(frame["user_id"].unique().tolist())
+            for name in numeric:
+                values = cls.scale(name, frame[name].astype(float)).to_numpy()
+                values = values[~np.isnan(values)]
+                sums[name] += (len(values), values.sum(), np.square(values).sum())
+        encoder = cls(vocabularies={"user": sorted(int(u) for u in users),
+                                    "movie": sorted(int(m) for m in catalogue_movie_ids),
+                                    "genre": sorted(genres)})
+        for name, (count, total, squares) in sums.items():
+            mean = total / count if count else float("nan")
+            encoder.means[name] = float(mean)
+            encoder.stddevs[name] = float(np.sqrt(max(squares / count - mean * mean, 0.0))) if count else 1.0
+            encoder.stddevs[name] = encoder.stddevs[name] or 1.0
+        return encoder
+
     def vocabulary_size(self, kind: str) -> int:
         """Rows of an embedding table for `kind`: the vocabulary plus index 0 for unknown or missing."""
         return len(self.vocabularies[kind]) + 1
