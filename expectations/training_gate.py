@@ -133,26 +133,23 @@ def find_parquet_problems(path: Path, expected_rows: int, name: str = "rating_ex
     return [describe_failure(f"{name} (a sample of {len(sample):,} rows)", sample, failure) for failure in failures]
 
 
-def quote(value) -> str:
-    """A value of a rule as a SQL literal (rules are code; values are numbers or short texts)."""
-    if isinstance(value, str):
-        return "'" + value.replace("'", "''") + "'"
-    return repr(value)
-
-
 def identifier(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+COMPARISONS = ("<", "<=", ">", ">=", "=", "!=")
+
+
 class ParquetCounter:
-    """Counts a parquet file's rows breaking each rule of a suite; row numbers are the file's (0-based)."""
+    """Counts a parquet file's rows breaking each rule of a suite; row numbers are the file's (0-based). The SQL
+    text holds only the suite's column names (quoted) and fixed words; every value is a bound parameter."""
 
     def __init__(self, con, path: str, floats: set[str]):
         self.con, self.path, self.floats = con, path, floats
         self.source = "read_parquet($path, file_row_number = true)"
 
-    def query(self, sql: str) -> list[tuple]:
-        return self.con.execute(sql, {"path": self.path}).fetchall()
+    def query(self, sql: str, **values) -> list[tuple]:
+        return self.con.execute(sql, {"path": self.path, **values}).fetchall()
 
     def is_null(self, column: str) -> str:
         # Great Expectations on pandas counts NaN as missing.
@@ -163,52 +160,61 @@ class ParquetCounter:
         """The rule's outcome if it failed, else None."""
         kind, kwargs = config.type, config.kwargs
         if kind == "expect_table_row_count_to_equal":
-            (observed,), = self.query(f"select count(*) from {self.source}")
+            counting = f"select count(*) from {self.source}"
+            (observed,), = self.query(counting)
             return None if observed == kwargs["value"] else CountedResult(config, {"observed_value": observed,
                                                                                    "rows": []})
         if kind == "expect_column_mean_to_be_between":
-            (observed,), = self.query(f"select avg({identifier(kwargs['column'])}) from {self.source}")
+            averaging = f"select avg({identifier(kwargs['column'])}) from {self.source}"
+            (observed,), = self.query(averaging)
             passed = observed is not None and kwargs["min_value"] <= observed <= kwargs["max_value"]
             return None if passed else CountedResult(config, {"observed_value": observed, "rows": []})
         if kind == "expect_compound_columns_to_be_unique":
             return self.check_unique(config)
+        values = {}
         if kind == "expect_column_values_to_not_be_null":
             unexpected = self.is_null(kwargs["column"])
         elif kind == "expect_column_values_to_be_in_set":
             column = identifier(kwargs["column"])
-            unexpected = f"{column} is not null and {column} not in ({', '.join(map(quote, kwargs['value_set']))})"
+            unexpected = f"{column} is not null and not list_contains($value_set, {column})"
+            values["value_set"] = list(kwargs["value_set"])
         else:
             raise NotImplementedError(f"the SQL training-set gate has no count for {kind}")
-        scope = self.condition(kwargs.get("row_condition"))
-        (elements, count), = self.query(f"select count(*), count(*) filter ({unexpected}) from {self.source} "
-                                        f"where {scope}")
+        scope = self.condition(kwargs.get("row_condition"), values)
+        counting = f"select count(*), count(*) filter ({unexpected}) from {self.source} where {scope}"
+        (elements, count), = self.query(counting, **values)
         if not count:
             return None
-        rows = self.query(f"select file_row_number from {self.source} where {scope} and ({unexpected}) "
-                          f"order by file_row_number limit {BAD_ROW_LIMIT}")
+        listing = (f"select file_row_number from {self.source} where {scope} and ({unexpected}) "
+                   "order by file_row_number limit $limit")
+        rows = self.query(listing, **values, limit=BAD_ROW_LIMIT)
         return CountedResult(config, {"unexpected_count": count, "element_count": elements,
                                       "unexpected_index_list": [row for row, in rows], "rows": rows})
 
-    def condition(self, row_condition) -> str:
+    @staticmethod
+    def condition(row_condition, values: dict) -> str:
+        """Great Expectations' row condition as SQL (its value bound into `values`)."""
         if not row_condition:
             return "true"
-        if row_condition.get("type") != "comparison" or row_condition["operator"] not in ("<", "<=", ">", ">=", "=",
-                                                                                          "!="):
+        if row_condition.get("type") != "comparison" or row_condition["operator"] not in COMPARISONS:
             raise NotImplementedError(f"the SQL training-set gate has no translation of {row_condition}")
-        return (f"{identifier(row_condition['column']['name'])} {row_condition['operator']} "
-                f"{quote(row_condition['parameter'])}")
+        values["condition_value"] = row_condition["parameter"]
+        return f"{identifier(row_condition['column']['name'])} {row_condition['operator']} $condition_value"
 
     def check_unique(self, config) -> CountedResult | None:
         columns = ", ".join(map(identifier, config.kwargs["column_list"]))
         all_missing = " and ".join(self.is_null(column) for column in config.kwargs["column_list"])
         keyed = f"(select * from {self.source} where not ({all_missing}))"
         duplicated = f"(select {columns} from {keyed} group by all having count(*) > 1)"
-        (count,), = self.query(f"select count(*) from {keyed} semi join {duplicated} using ({columns})")
+        counting = f"select count(*) from {keyed} semi join {duplicated} using ({columns})"
+        (count,), = self.query(counting)
         if not count:
             return None
-        (elements,), = self.query(f"select count(*) from {keyed}")
-        rows = self.query(f"select file_row_number from {keyed} semi join {duplicated} using ({columns}) "
-                          f"order by file_row_number limit {BAD_ROW_LIMIT}")
+        counting_keyed = f"select count(*) from {keyed}"
+        (elements,), = self.query(counting_keyed)
+        listing = (f"select file_row_number from {keyed} semi join {duplicated} using ({columns}) "
+                   "order by file_row_number limit $limit")
+        rows = self.query(listing, limit=BAD_ROW_LIMIT)
         return CountedResult(config, {"unexpected_count": count, "element_count": elements,
                                       "unexpected_index_list": [row for row, in rows], "rows": rows})
 
@@ -217,12 +223,15 @@ class ParquetCounter:
         numbers = [number for number, in numbered]
         if not numbers:
             return pd.DataFrame()
-        frame = self.con.execute(f"select * from {self.source} where file_row_number in (select unnest($numbers)) "
-                                 "order by file_row_number", {"path": self.path, "numbers": numbers}).df()
+        fetching = (f"select * from {self.source} where file_row_number in (select unnest($numbers)) "
+                    "order by file_row_number")
+        frame = self.con.execute(fetching, {"path": self.path, "numbers": numbers}).df()
         return frame.set_index("file_row_number").rename_axis(None)
 
     def sample(self, rows: int) -> pd.DataFrame:
-        """A seeded sample of the file's rows, in file order, indexed by row number."""
-        frame = self.con.execute(f"select * from {self.source} using sample reservoir({int(rows)} rows) "
-                                 f"repeatable ({SAMPLE_SEED}) order by file_row_number", {"path": self.path}).df()
+        """A seeded sample of the file's rows (the smallest hashes of row number and seed), in file order, indexed
+        by row number."""
+        sampling = (f"select * from (select * from {self.source} order by hash(file_row_number, $seed) limit $rows) "
+                    "order by file_row_number")
+        frame = self.con.execute(sampling, {"path": self.path, "seed": SAMPLE_SEED, "rows": rows}).df()
         return frame.set_index("file_row_number").rename_axis(None)
