@@ -130,7 +130,7 @@ bench-serving: mlflow ## Benchmark /recommend under locust load, 1 and 2 workers
 	$(ML_BIN)/python benchmarks/serving.py $(if $(RANKER),--ranker $(RANKER))
 
 bench-training: install ## Benchmark an epoch streamed from parquet vs in memory, then a full 25M epoch (bench-features SIZES=25000000 first)
-	$(ML_BIN)/python benchmarks/training_speed.py $(if $(MODELS),--models $(MODELS))
+	$(ML_BIN)/python benchmarks/training_speed.py --models $(or $(MODELS),wide_and_deep din)
 
 lock: | $(UV) ## Re-resolve the lock files from locks/*.in (needs the package registry)
 	$(UV) pip compile --quiet locks/ml.in --python-version $(PYTHON_VERSION) -o locks/ml.lock.txt
