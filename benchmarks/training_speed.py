@@ -94,7 +94,7 @@ def measure(model: str, home: Path, mode: str, row_groups: int | None, batch_siz
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--home", type=Path, default=DEFAULT_HOME)
-    parser.add_argument("--models", nargs="+", required=True, help="Keras rankers of the catalogue (the Makefile "
+    parser.add_argument("--models", nargs="+", default=[], help="Keras rankers of the catalogue (the Makefile "
                         "names Wide&Deep and DIN)")
     parser.add_argument("--compare-groups", type=int, default=20, help="row groups of the side-by-side part")
     # The catalogue's 512 suits the bundled data. With 161k users and 62k movies the optimiser's dense update of the
@@ -107,6 +107,8 @@ def main() -> None:
         print(json.dumps(run_epoch(args.run[0], args.home, args.run[1], args.compare_groups or None, args.batch_size)),
               flush=True)
         return
+    if not args.models:
+        parser.error("name the models: --models wide_and_deep din (make bench-training does)")
     if not (args.home / "marts" / "rating_examples.parquet").exists():
         raise SystemExit(f"{args.home}/marts/rating_examples.parquet is missing: run "
                          "`make bench-features SIZES=25000000` first (or give --home)")
