@@ -1,9 +1,9 @@
 """Benchmark training from parquet (training/streaming.py) on a built EAGLEREC_HOME, by default the 25M synthetic
 one of `make bench-features SIZES=25000000`.
 
-For each model (Wide&Deep and DIN by default, the catalogue's hyperparameters but the batch size), each epoch in its
-own process:
-1. side by side on the same first row groups (--compare-groups, about 2.4M training examples by default): one epoch
+For each model named (`make bench-training`: Wide&Deep and DIN; the catalogue's hyperparameters but the batch
+size), each epoch in its own process:
+1. side by side on the same first row groups (--compare-groups, 20: 1.73M training examples at 25M): one epoch
    from arrays in memory (the harness's way) and one streamed: examples/s and peak RSS of each;
 2. one full epoch streamed over the whole training split: encoder fit, epoch time, examples/s, peak RSS, and the
    validation AUC after it (streamed as well).
@@ -36,25 +36,25 @@ def run_epoch(model_name: str, home: Path, mode: str, row_groups: int | None, ba
     from eaglerec.contracts.catalogue import load_catalogue
     from eaglerec.contracts.encoding import FeatureEncoder
     from eaglerec.contracts.features import LABEL
+    from training.data import read_catalogue_vocabulary
     from training.rankers import predict_in_batches
     from training.streaming import feature_columns, fit_streamed_encoder, iter_split_frames, stream_split
     from training.train import resolve_params
 
     marts = home / "marts"
     path = marts / "rating_examples.parquet"
-    catalogue = pd.read_parquet(marts / "movie_catalog.parquet", columns=["movie_id", "genres"])
-    genres = sorted({genre for movie_genres in catalogue["genres"] for genre in movie_genres})
+    movie_ids, genres = read_catalogue_vocabulary(marts)
     entry = load_catalogue().entry(model_name)
     params = resolve_params(entry, {"batch_size": batch_size})
     started = time.perf_counter()
     if mode == "memory":
         train = pd.concat(iter_split_frames(path, "train", feature_columns(), row_groups=row_groups))
-        encoder = FeatureEncoder.fit(train, catalogue["movie_id"].tolist(), genres)
+        encoder = FeatureEncoder.fit(train, movie_ids, genres)
         inputs, labels = encoder.encode(train), train[LABEL].to_numpy(dtype=np.int32)
         examples = len(train)
         del train
     else:
-        encoder = fit_streamed_encoder(path, catalogue["movie_id"].tolist(), genres, row_groups)
+        encoder = fit_streamed_encoder(path, movie_ids, genres, row_groups)
     prepared = time.perf_counter() - started
     sizes = {kind: encoder.vocabulary_size(kind) for kind in ("user", "movie", "genre")}
     # A Keras ranker's module builds it with build_<name>(sizes, params).

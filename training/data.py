@@ -35,13 +35,18 @@ def load_ranking_data(paths: Paths, user_fraction: float = 1.0, seed: int = 42, 
     if user_fraction < 1.0:
         users = examples["user_id"].drop_duplicates().sample(frac=user_fraction, random_state=seed)
         examples = examples[examples["user_id"].isin(users)]
-    catalogue = pd.read_parquet(paths.marts / "movie_catalog.parquet", columns=["movie_id", "genres"])
-    genres = sorted({genre for movie_genres in catalogue["genres"] for genre in movie_genres})
+    movie_ids, genres = read_catalogue_vocabulary(paths.marts)
     if refit:
         splits = {"train": examples.reset_index(drop=True), "validation": examples.iloc[:0], "test": examples.iloc[:0]}
     else:
         splits = {name: frame.reset_index(drop=True) for name, frame in examples.groupby("split", observed=True)}
-    return RankingData(splits["train"], splits["validation"], splits["test"], catalogue["movie_id"].tolist(), genres)
+    return RankingData(splits["train"], splits["validation"], splits["test"], movie_ids, genres)
+
+
+def read_catalogue_vocabulary(marts: Path) -> tuple[list[int], list[str]]:
+    """The catalogue's movie ids and its sorted genres (the encoder's movie and genre vocabularies)."""
+    catalogue = pd.read_parquet(marts / "movie_catalog.parquet", columns=["movie_id", "genres"])
+    return catalogue["movie_id"].tolist(), sorted({genre for genres in catalogue["genres"] for genre in genres})
 
 
 def gate_training_examples(paths: Paths) -> int:

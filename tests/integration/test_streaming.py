@@ -9,6 +9,7 @@ import pytest
 
 from eaglerec.contracts.encoding import FeatureEncoder
 from eaglerec.contracts.features import FEATURES, LABEL
+from training.data import read_catalogue_vocabulary
 from training.streaming import fit_streamed_encoder, stream_split
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -20,9 +21,7 @@ def examples(built_paths, tmp_path_factory):
     stream crosses many groups as at 25M; the catalogue's movies and genres."""
     path = tmp_path_factory.mktemp("streaming") / "rating_examples.parquet"
     pq.write_table(pq.read_table(built_paths.marts / "rating_examples.parquet"), path, row_group_size=7_000)
-    catalogue = pd.read_parquet(built_paths.marts / "movie_catalog.parquet", columns=["movie_id", "genres"])
-    genres = sorted({genre for movie_genres in catalogue["genres"] for genre in movie_genres})
-    return path, catalogue["movie_id"].tolist(), genres
+    return (path, *read_catalogue_vocabulary(built_paths.marts))
 
 
 def test_the_streamed_encoder_is_the_in_memory_one(examples):
