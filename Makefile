@@ -18,10 +18,15 @@ export $(shell sed -n 's/^\([A-Z_][A-Z0-9_]*\)=.*/\1/p' eaglerec/offline.env $(w
 EAGLEREC_HOME ?= $(CURDIR)/var
 export EAGLEREC_HOME
 
+# `make run EXECUTOR=celery`: Airflow's tasks go through a loopback redis-server to a Celery worker.
+ifdef EXECUTOR
+export EAGLEREC_AIRFLOW_EXECUTOR := $(EXECUTOR)
+endif
+
 # uv from PATH, else a private copy installed from PyPI (the only registry these machines reach).
 UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/bin/uv)
 
-.PHONY: help install envs system-packages run run-direct airflow mlflow train serve bento stop test test-fast lint bench-features \
+.PHONY: help install envs system-packages run run-direct airflow mlflow train serve bento stop test test-scale test-fast lint bench-features \
 	bench-online bench-quality bench-serving bench-events bench-retrieval bench-training lock clean distclean tune
 
 help: ## List the targets
@@ -80,6 +85,9 @@ run-direct: install ## The same pipeline without Airflow: each stage's CLI in or
 
 test: install ## Run every test (unit, integration on the bundled data, contracts)
 	$(ML_BIN)/python -m pytest
+
+test-scale: install ## Run the scale-out tests (marker scale_out: Airflow's chain through a real Celery worker); CI runs them after make test
+	$(ML_BIN)/python -m pytest -m scale_out
 
 test-fast: install ## Run the tests that take seconds (no dbt build of the bundled data)
 	$(ML_BIN)/python -m pytest -m "not slow"

@@ -260,6 +260,7 @@ def run_airflow(args: argparse.Namespace) -> None:
         DEFAULT_AIRFLOW_PORT,
         USERNAME,
         airflow_home,
+        choose_executor,
         read_password,
         run_pipeline,
         start_airflow,
@@ -276,7 +277,8 @@ def run_airflow(args: argparse.Namespace) -> None:
         url = start_airflow(paths, port)
         password_file = airflow_home(paths) / "simple_auth_manager_passwords.json.generated"
         read_password(paths)
-        print(f"Airflow UI: {url} (user {USERNAME}; its generated password is in {password_file})")
+        print(f"Airflow UI: {url} (user {USERNAME}; its generated password is in {password_file}); executor: "
+              f"{choose_executor()}")
         return
     conf = {"source": args.source, "dataset": args.dataset or Path(args.source.rstrip("/")).name.removesuffix(".zip")}
     if args.models is not None:

@@ -1,12 +1,18 @@
 """Run Airflow for the project: its configuration (one place), the four services (api-server, scheduler,
 dag-processor, triggerer) started by PID with state under $EAGLEREC_HOME/airflow, and the DAG chain (features →
-training → deploy, linked by Assets) triggered and followed through the REST API with a progress display."""
+training → deploy, linked by Assets) triggered and followed through the REST API with a progress display.
+
+Two executors (EAGLEREC_AIRFLOW_EXECUTOR): `local` (the default: the scheduler runs each task as its own process)
+and `celery` (the scheduler queues tasks on a loopback redis-server, started with the services, and a real `airflow
+celery worker` runs them: the set-up that spreads tasks over machines, here on one)."""
 
 from __future__ import annotations
 
 import json
 import os
 import secrets
+import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -21,8 +27,15 @@ from eaglerec.settings import REPO_ROOT, Paths
 
 AIRFLOW_BIN = REPO_ROOT / ".venvs" / "airflow" / "bin"
 SERVICES = ("api-server", "scheduler", "dag-processor", "triggerer")
+EXECUTORS = {"local": "LocalExecutor", "celery": "CeleryExecutor"}
+# With the celery executor: the broker (and result backend) first, the worker with the others.
+CELERY_SERVICES = ("redis", "celery-worker")
+DEFAULT_CELERY_REDIS_PORT = 6379
+# Tasks at once, as PARALLELISM: more only queue on the 2 cores.
+TASK_SLOTS = 2
 # The scheduler and the triggerer would each start a log server on every interface (Airflow hard-codes 0.0.0.0, ports
 # 8793 and 8794) for an api-server on another machine. Here the api-server reads the task logs from the same disk.
+# The celery worker likewise (port 8793): it shares the disk here too.
 SERVICE_ARGS = {"scheduler": ["--skip-serve-logs"], "triggerer": ["--skip-serve-logs"]}
 DEFAULT_AIRFLOW_PORT = 8080
 USERNAME = "eaglerec"
@@ -47,19 +60,31 @@ def read_or_create_secret(path: Path) -> str:
     return path.read_text().strip()
 
 
-def airflow_environment(paths: Paths, port: int = DEFAULT_AIRFLOW_PORT) -> dict[str, str]:
-    """Everything Airflow is configured with: loopback only, LocalExecutor, SQLite metadata, this repo's DAGs (or
-    EAGLEREC_DAGS_FOLDER's: a DAG's tasks run the code of the repository its file is in), the simple auth manager
-    with one user whose password Airflow generates (never a default one)."""
+def choose_executor() -> str:
+    """The executor EAGLEREC_AIRFLOW_EXECUTOR names (local by default); a ValueError names the choices."""
+    executor = os.environ.get("EAGLEREC_AIRFLOW_EXECUTOR", "local")
+    if executor not in EXECUTORS:
+        raise ValueError(f"EAGLEREC_AIRFLOW_EXECUTOR={executor!r}: expected one of {', '.join(EXECUTORS)}")
+    return executor
+
+
+def celery_redis_port() -> int:
+    return int(os.environ.get("EAGLEREC_CELERY_REDIS_PORT", DEFAULT_CELERY_REDIS_PORT))
+
+
+def airflow_environment(paths: Paths, port: int = DEFAULT_AIRFLOW_PORT, executor: str = "local") -> dict[str, str]:
+    """Everything Airflow is configured with: loopback only, the executor (local or celery, see choose_executor),
+    SQLite metadata, this repo's DAGs (or EAGLEREC_DAGS_FOLDER's: a DAG's tasks run the code of the repository its
+    file is in), the simple auth manager with one user whose password Airflow generates (never a default one)."""
     home = airflow_home(paths)
     home.mkdir(parents=True, exist_ok=True)
     return {
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__DAGS_FOLDER": os.environ.get("EAGLEREC_DAGS_FOLDER") or str(REPO_ROOT / "dags"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__EXECUTOR": EXECUTORS[executor],
         # Two cores: more parallel tasks only queue on the CPU (each training task imports TensorFlow).
-        "AIRFLOW__CORE__PARALLELISM": "2",
+        "AIRFLOW__CORE__PARALLELISM": str(TASK_SLOTS),
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
         "AIRFLOW__API__HOST": "127.0.0.1",
         "AIRFLOW__API__PORT": str(port),
@@ -73,29 +98,83 @@ def airflow_environment(paths: Paths, port: int = DEFAULT_AIRFLOW_PORT) -> dict[
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "10",
         "EAGLEREC_HOME": str(paths.home),
         "EAGLEREC_ML_BIN": str(Path(sys.executable).parent),
+        **(celery_environment() if executor == "celery" else {}),
     }
+
+
+def celery_environment() -> dict[str, str]:
+    """The CeleryExecutor's settings: the loopback redis-server as broker (database 0) and result backend (1)."""
+    redis = f"redis://127.0.0.1:{celery_redis_port()}"
+    return {
+        "AIRFLOW__CELERY__BROKER_URL": f"{redis}/0",
+        "AIRFLOW__CELERY__RESULT_BACKEND": f"{redis}/1",
+        "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(TASK_SLOTS),
+    }
+
+
+def service_commands(paths: Paths, executor: str) -> dict[str, list[str]]:
+    """The command of each service to run for an executor, in start order."""
+    airflow = str(AIRFLOW_BIN / "airflow")
+    commands = {service: [airflow, service, *SERVICE_ARGS.get(service, [])] for service in SERVICES}
+    if executor != "celery":
+        return commands
+    redis_dir = airflow_home(paths) / "redis"
+    redis_dir.mkdir(parents=True, exist_ok=True)
+    # Append-only: tasks queued before a restart of the broker are still there after it.
+    redis = [require_redis_server(), "--bind", "127.0.0.1", "--port", str(celery_redis_port()), "--dir",
+             str(redis_dir), "--appendonly", "yes", "--save", ""]
+    worker = [airflow, "celery", "worker", "--concurrency", str(TASK_SLOTS), "--skip-serve-logs"]
+    return {"redis": redis, **commands, "celery-worker": worker}
+
+
+def require_redis_server() -> str:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise AirflowError("the celery executor needs redis-server: `make system-packages` installs it "
+                           "(apt-get install redis-server)")
+    return binary
+
+
+def wait_for_redis(port: int, process: subprocess.Popen | None, timeout: float = 30) -> None:
+    """Block until a redis-server on 127.0.0.1:port answers PING."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            break
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=2) as connection:
+                connection.sendall(b"PING\r\n")
+                if connection.recv(64).startswith(b"+PONG"):
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise AirflowError(f"the celery broker (redis-server on 127.0.0.1:{port}) did not start")
 
 
 def run_airflow(args: list[str], env: dict[str, str], **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run([str(AIRFLOW_BIN / "airflow"), *args], env={**os.environ, **env}, check=False, **kwargs)
 
 
-def start_airflow(paths: Paths, port: int = DEFAULT_AIRFLOW_PORT, timeout: float = 240) -> str:
-    """Migrate the metadata database and start the services not running yet; return the UI URL once healthy."""
-    env = airflow_environment(paths, port)
+def start_airflow(paths: Paths, port: int = DEFAULT_AIRFLOW_PORT, timeout: float = 240,
+                  executor: str | None = None) -> str:
+    """Migrate the metadata database and start the services not running yet (for the executor, by default
+    choose_executor's); return the UI URL once healthy."""
+    executor = executor or choose_executor()
+    env = airflow_environment(paths, port, executor)
     home = airflow_home(paths)
     migrated = run_airflow(["db", "migrate"], env, capture_output=True, text=True)
     if migrated.returncode != 0:
         raise AirflowError(f"airflow db migrate failed: {migrated.stderr[-2000:]}")
     processes = {}
-    for service in SERVICES:
+    for service, command in service_commands(paths, executor).items():
         pid_file = home / f"{service}.pid"
         if read_running_pid(pid_file) is None:
             log = (home / f"{service}.log").open("ab")
-            processes[service] = subprocess.Popen([str(AIRFLOW_BIN / "airflow"), service,
-                                                   *SERVICE_ARGS.get(service, [])], env={**os.environ, **env},
-                                                  stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            processes[service] = subprocess.Popen(command, env={**os.environ, **env}, stdout=log,
+                                                  stderr=subprocess.STDOUT, start_new_session=True)
             pid_file.write_text(str(processes[service].pid))
+            if service == "redis":
+                wait_for_redis(celery_redis_port(), processes[service])
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for_http(f"{url}/api/v2/monitor/health", processes.get("api-server"), timeout, "the Airflow api-server")
@@ -108,8 +187,8 @@ def start_airflow(paths: Paths, port: int = DEFAULT_AIRFLOW_PORT, timeout: float
 
 
 def stop_airflow(paths: Paths) -> list[str]:
-    """Stop the services by PID; return the names of those that were running."""
-    return [service for service in SERVICES
+    """Stop the services of either executor by PID (the broker last); return the names of those that were running."""
+    return [service for service in (*SERVICES, *reversed(CELERY_SERVICES))
             if stop_process_group(airflow_home(paths) / f"{service}.pid") is not None]
 
 

@@ -29,7 +29,22 @@ def test_the_compose_file_follows_the_compose_specification(compose):
 
 def test_the_platform_services_are_all_there(compose):
     assert {"redis", "mlflow", "airflow-init", "airflow-api-server", "airflow-scheduler", "airflow-dag-processor",
-            "airflow-triggerer", "recommender"} <= set(compose["services"])
+            "airflow-triggerer", "airflow-worker", "recommender"} <= set(compose["services"])
+
+
+def test_airflow_runs_on_celery_with_the_settings_the_host_set_up_uses(compose):
+    """The containers run the executor `EAGLEREC_AIRFLOW_EXECUTOR=celery` runs (and tests) on one host: the same
+    settings, the broker and result backend on the compose Redis, apart from the Feast online store's database."""
+    from cli.orchestration import celery_environment
+
+    environment = compose["x-airflow-env"]
+    assert environment["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+    assert set(celery_environment()) <= set(environment)
+    databases = {environment[key].removeprefix("redis://redis:6379/")
+                 for key in ("AIRFLOW__CELERY__BROKER_URL", "AIRFLOW__CELERY__RESULT_BACKEND")}
+    assert len(databases) == 2 and "0" not in databases and all(database.isdigit() for database in databases)
+    assert compose["x-eaglerec-env"]["EAGLEREC_REDIS_ADDRESS"] == "redis:6379"  # Feast: database 0
+    assert compose["services"]["airflow-worker"]["command"][1:3] == ["celery", "worker"]
     assert "eaglerec-var" in compose["volumes"]
 
 
