@@ -8,6 +8,7 @@ UV_VERSION := 0.13.9
 PYTHON_VERSION := 3.11
 ML_ENV := .venvs/ml
 AIRFLOW_ENV := .venvs/airflow
+SPARK_ENV := .venvs/spark
 ML_BIN := $(ML_ENV)/bin
 
 # Telemetry off for every tool: the variables come from the one file that lists them.
@@ -22,11 +23,15 @@ export EAGLEREC_HOME
 ifdef EXECUTOR
 export EAGLEREC_AIRFLOW_EXECUTOR := $(EXECUTOR)
 endif
+# `make run ENGINE=spark`: dbt builds the features on a local Spark (the Spark env, installed first).
+ifdef ENGINE
+export EAGLEREC_FEATURE_ENGINE := $(ENGINE)
+endif
 
 # uv from PATH, else a private copy installed from PyPI (the only registry these machines reach).
 UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/bin/uv)
 
-.PHONY: help install envs system-packages run run-direct airflow mlflow train serve bento stop test test-scale test-fast lint bench-features \
+.PHONY: help install envs system-packages install-spark run run-direct airflow mlflow train serve bento stop test test-scale test-fast lint bench-features \
 	bench-online bench-quality bench-serving bench-events bench-retrieval bench-training lock clean distclean tune
 
 help: ## List the targets
@@ -49,7 +54,16 @@ $(AIRFLOW_ENV)/.synced: locks/airflow.lock.txt | $(UV)
 	$(UV) pip sync --quiet --compile-bytecode --python $(AIRFLOW_ENV)/bin/python locks/airflow.lock.txt
 	touch $@
 
+# Only for dbt on Spark (ENGINE=spark, make test-scale): not part of make install.
+$(SPARK_ENV)/.synced: locks/spark.lock.txt | $(UV)
+	@command -v java >/dev/null || { echo "dbt on Spark needs a JRE 17+ (apt-get install openjdk-17-jre-headless)"; exit 1; }
+	test -x $(SPARK_ENV)/bin/python || $(UV) venv --quiet --python $(PYTHON_VERSION) $(SPARK_ENV)
+	$(UV) pip sync --quiet --compile-bytecode --python $(SPARK_ENV)/bin/python locks/spark.lock.txt
+	touch $@
+
 install: envs system-packages ## Create both locked environments (ML and Airflow) with uv, and the Debian packages
+
+install-spark: install $(SPARK_ENV)/.synced ## Also the Spark environment (dbt-spark, PySpark; needs a JRE)
 
 envs: $(ML_ENV)/.synced $(AIRFLOW_ENV)/.synced ## Only the two Python environments (the Dockerfile uses this)
 
@@ -58,7 +72,7 @@ system-packages: ## Install the Debian packages the platform and tests use (redi
 	if [ -n "$$(echo $$missing)" ]; then echo "installing (Debian):$$missing"; apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; fi
 
-run: install ## Start MLflow and Airflow, run the DAG chain (features, training, deploy) on the bundled sample, serve the champion
+run: install $(if $(filter spark,$(ENGINE)),$(SPARK_ENV)/.synced) ## Start MLflow and Airflow, run the DAG chain (features, training, deploy) on the bundled sample, serve the champion (ENGINE=spark, EXECUTOR=celery)
 	$(MAKE) --no-print-directory mlflow
 	$(ML_BIN)/eaglerec airflow start
 	$(ML_BIN)/eaglerec airflow run $(if $(EPOCHS),--epochs $(EPOCHS))
@@ -86,7 +100,7 @@ run-direct: install ## The same pipeline without Airflow: each stage's CLI in or
 test: install ## Run every test (unit, integration on the bundled data, contracts)
 	$(ML_BIN)/python -m pytest
 
-test-scale: install ## Run the scale-out tests (marker scale_out: Airflow's chain through a real Celery worker); CI runs them after make test
+test-scale: install-spark ## Run the scale-out tests (marker scale_out: Airflow's chain through a real Celery worker); CI runs them after make test
 	$(ML_BIN)/python -m pytest -m scale_out
 
 test-fast: install ## Run the tests that take seconds (no dbt build of the bundled data)
@@ -143,6 +157,7 @@ bench-training: install ## Benchmark an epoch streamed from parquet vs in memory
 lock: | $(UV) ## Re-resolve the lock files from locks/*.in (needs the package registry)
 	$(UV) pip compile --quiet locks/ml.in --python-version $(PYTHON_VERSION) -o locks/ml.lock.txt
 	$(UV) pip compile --quiet locks/airflow.in --python-version $(PYTHON_VERSION) -o locks/airflow.lock.txt
+	$(UV) pip compile --quiet locks/spark.in --python-version $(PYTHON_VERSION) -o locks/spark.lock.txt
 
 clean: ## Remove runtime state (var/) and dbt's build files
 	rm -rf var dbt_project/target dbt_project/logs .pytest_cache .ruff_cache

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from eaglerec.contracts.catalogue import KINDS, load_catalogue
 from eaglerec.contracts.names import INVALID_ROWS_POLICIES, MAX_INVALID_SHARE
-from eaglerec.features import SPLIT_METHODS
+from eaglerec.features import ENGINES, SPLIT_METHODS, choose_engine
 from eaglerec.ingest import IngestError
 from eaglerec.settings import BUNDLED_DATASET_DIR, DEFAULT_DATASET, Paths, apply_offline_env
 
@@ -57,7 +57,7 @@ def run_build_features(args: argparse.Namespace) -> None:
     from eaglerec.features import build_features
 
     marts = build_features(args.dataset, split_method=args.split_method, split_seed=args.split_seed,
-                           select=args.select)
+                           select=args.select, engine=args.engine)
     print(f"features built for {args.dataset}: marts in {marts}")
 
 
@@ -289,6 +289,7 @@ def run_airflow(args: argparse.Namespace) -> None:
         conf["epochs"] = args.epochs
     conf["rebuild"] = args.rebuild
     conf["invalid_rows"] = args.invalid_rows
+    conf["engine"] = choose_engine(args.engine)
     run_pipeline(paths, conf, port)
 
 
@@ -502,6 +503,9 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--split-method", default=SPLIT_METHODS[0], choices=SPLIT_METHODS)
     build.add_argument("--split-seed", type=int, default=42, help="seed of the random split")
     build.add_argument("--select", help="dbt node selection (default: everything)")
+    build.add_argument("--engine", choices=ENGINES, help="where dbt runs the models: duckdb, or a local Spark "
+                                                         "(make install-spark); default $EAGLEREC_FEATURE_ENGINE, "
+                                                         "else duckdb")
     build.set_defaults(run=run_build_features)
 
     changed = commands.add_parser("features-changed", help="exit 0 if a build-features now would differ from the "
@@ -577,6 +581,8 @@ def build_parser() -> argparse.ArgumentParser:
     airflow.add_argument("--epochs", type=int, help="epochs of every model (default: each model's own)")
     airflow.add_argument("--rebuild", action="store_true", help="build and retrain even if neither the release "
                                                                 "nor the logged events changed")
+    airflow.add_argument("--engine", choices=ENGINES, help="where dbt builds the features (run): duckdb or spark; "
+                                                           "default $EAGLEREC_FEATURE_ENGINE, else duckdb")
     airflow.add_argument("--invalid-rows", choices=INVALID_ROWS_POLICIES, default="stop",
                          help="the raw gate's policy for bad rows (see `eaglerec validate --help`)")
     airflow.set_defaults(run=run_airflow)

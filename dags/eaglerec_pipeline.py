@@ -4,7 +4,8 @@
 1. **eaglerec_features** (hourly, and on demand): **ingest** a release (a folder, a `.zip` or an `https://…zip`;
    default: the bundled ml-latest-small), **take the events** the recommender logged (users' ratings, up to a
    watermark), the **raw gate** on both; then, if anything changed since the marts were built (or `rebuild` is set),
-   **dbt** (`staging` → `intermediate` → `marts`, Assets of the same name) and **Feast** (apply, materialise).
+   **dbt** (`staging` → `intermediate` → `marts`, Assets of the same name; on DuckDB, or on a local Spark with the
+   `engine` param) and **Feast** (apply, materialise).
    Its last task updates the Asset `feature_release`, carrying the run's `models` and `epochs` for training.
 2. **eaglerec_training** (on the marts' Assets and `feature_release`): the **training-set gate**, then **train** the
    chosen models, one mapped task each (shown by model name), registered in MLflow but not gated yet; the choice list
@@ -59,6 +60,9 @@ FEATURE_RELEASE = Asset("feature_release")
 REGISTERED = {kind: Asset(entry["registered_model"]) for kind, entry in KINDS.items()}
 # Schedules: cron expressions, or "none" (tests set them so; the default runs the loop every hour).
 FEATURES_SCHEDULE = os.environ.get("EAGLEREC_FEATURES_SCHEDULE", "0 * * * *")
+# Where dbt runs (the features form's default): DuckDB, or Spark (`make run ENGINE=spark`). Same marts either way.
+FEATURE_ENGINES = ["duckdb", "spark"]
+FEATURE_ENGINE = os.environ.get("EAGLEREC_FEATURE_ENGINE", FEATURE_ENGINES[0])
 MONITORING_SCHEDULE = os.environ.get("EAGLEREC_MONITORING_SCHEDULE", "30 * * * *")
 # Retries only where they can help: a task that calls a service (MLflow, the online store, the recommender) may meet
 # it restarting. A data error (ingest, the gates, dbt's tests) fails the same way every time: red at once.
@@ -113,6 +117,9 @@ def run_eaglerec(task_id: str, *commands: str, **task_options):
          "dataset": Param("ml-latest-small", type="string", pattern=r"^[A-Za-z0-9._-]+$",
                           description="its name under $EAGLEREC_HOME/raw/"),
          "split_method": Param("per_user_time", enum=["per_user_time", "global_time", "random"]),
+         "engine": Param(FEATURE_ENGINE, enum=FEATURE_ENGINES,
+                         description="where dbt builds the features: DuckDB, or a local Spark (dbt-spark; `make "
+                                     "install-spark` first); the marts are the same"),
          "invalid_rows": Param("stop", enum=["stop", "drop"],
                                description="rows that break a rule: stop the run, or drop them into "
                                            "reports/raw_gate/<dataset>/quarantined_rows.csv and go on (stops anyway "
@@ -124,6 +131,7 @@ def run_eaglerec(task_id: str, *commands: str, **task_options):
 def eaglerec_features():
     dataset = "--dataset {{ params.dataset }}"
     split = "--split-method {{ params.split_method }}"
+    engine = "--engine {{ params.engine }}"
     ingest = run_eaglerec("ingest", "ingest {{ params.source | shell_quote }} " + dataset)
     take_events = run_eaglerec("take_events", "take-events " + dataset)
     raw_gate = run_eaglerec("raw_gate", "validate --invalid-rows {{ params.invalid_rows }} " + dataset)
@@ -142,7 +150,7 @@ def eaglerec_features():
 
     with TaskGroup("dbt", tooltip="dbt build, one task per layer") as dbt:
         staging, intermediate, marts = (
-            run_eaglerec(layer, f"build-features {dataset} {split} --select {layer}",
+            run_eaglerec(layer, f"build-features {dataset} {split} {engine} --select {layer}",
                          outlets=MART_ASSETS if layer == "marts" else [])
             for layer in ("staging", "intermediate", "marts"))
         staging >> intermediate >> marts

@@ -142,6 +142,13 @@ def test_the_features_form_offers_the_raw_gates_invalid_rows_policies(dags):
     assert tuple(invalid_rows["enum"]) == INVALID_ROWS_POLICIES and invalid_rows["default"] == "stop"
 
 
+def test_the_features_form_offers_the_feature_engines(dags):
+    from eaglerec.features import ENGINES
+
+    engine = dags["dags"]["eaglerec_features"]["params"]["engine"]
+    assert tuple(engine["enum"]) == ENGINES and engine["default"] == "duckdb"
+
+
 def test_dag_files_import_only_airflow_sdk_and_the_standard_library():
     for path in (REPO_ROOT / "dags").glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):

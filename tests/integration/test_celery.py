@@ -1,7 +1,8 @@
 """Airflow on Celery, for real: the CeleryExecutor with a loopback redis-server as broker and result backend, and a
 real `airflow celery worker`. The DAG chain (features → training → deploy) runs on a slice of the bundled data
-(30 users, one ranker and one retriever) and every task instance of it was executed by the worker: its log names
-each one (dag, task, run, map index) as Celery handed it over. Part of `make test-scale` (marker scale_out)."""
+(30 users, one ranker and one retriever, the features built by dbt on Spark) and every task instance of it was
+executed by the worker: its log names each one as Celery handed it over. Part of `make test-scale` (marker
+scale_out)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from cli.orchestration import (
     start_airflow,
     stop_airflow,
 )
-from eaglerec.features import list_marts
+from eaglerec.features import list_marts, spark_dir
 from eaglerec.processes import read_running_pid
 from eaglerec.settings import Paths
 from tests.conftest import find_free_port, running_tracking_server
@@ -30,7 +31,8 @@ from tests.services import listening_sockets
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.scale_out]
 
-CONF = {"dataset": "ml-small-30", "models": ["embedding_mlp", "most_popular"], "epochs": 1}
+# The features on Spark (the DAG's engine param): the chain reads and serves marts dbt-spark built.
+CONF = {"dataset": "ml-small-30", "models": ["embedding_mlp", "most_popular"], "epochs": 1, "engine": "spark"}
 # The worker logs each workload it takes from the broker: "Executing workload in Celery: ... ti=TaskInstanceDTO(
 # id=UUID('01a22f69-...'), task_id='ingest', dag_id='eaglerec_features', run_id='manual__...', ...": the id is the
 # task instance's, as the REST API gives it.
@@ -77,6 +79,7 @@ def test_the_chain_runs_through_the_celery_worker(celery_platform):
     tasks = run_pipeline(paths, celery_platform["conf"], port)
     assert {instance["state"] for instance in tasks.values()} == {"success"}
     assert all((paths.marts / f"{mart}.parquet").exists() for mart in list_marts())
+    assert (spark_dir(paths) / "warehouse" / "eaglerec.db" / "rating_examples").is_dir()  # built by Spark
     assert sorted(task for task in tasks if task.startswith("train[")) == ["train[embedding_mlp]",
                                                                             "train[most_popular]"]
 

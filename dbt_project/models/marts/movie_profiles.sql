@@ -57,7 +57,7 @@ final as (
         statistics.movie_id,
         statistics.valid_from,
         -- Feast reads time as a timestamp.
-        to_timestamp(statistics.valid_from) as valid_from_timestamp,
+        {{ epoch_to_timestamp('statistics.valid_from') }} as valid_from_timestamp,
         statistics.movie_last_rated_at,
         movies.release_year,
         movies.movie_genre_1,

@@ -31,7 +31,7 @@ placed as (
         count(*) over () as split_population
         {%- elif method == 'random' %}
         -- md5 rather than hash(): its value is fixed by the standard, so any engine reproduces the split.
-        cast(('0x' || left(md5(concat('{{ var("split_seed") }}', ':', user_id, ':', movie_id)), 8)) as ubigint) % 100
+        {{ hex_to_integer("left(md5(concat('" ~ var('split_seed') ~ "', ':', user_id, ':', movie_id)), 8)") }} % 100
             as split_position,
         100 as split_population
         {%- else %}

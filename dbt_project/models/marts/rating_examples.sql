@@ -23,15 +23,12 @@ movie_profiles as (
 joined as (
     select
         events.*,
-        user_profiles.* exclude (user_id, valid_from, valid_from_timestamp, user_liked_movie_ids, user_genres),
-        movie_profiles.* exclude (movie_id, valid_from, valid_from_timestamp)
+        {{ star_except('user_profiles', ['user_id', 'valid_from', 'valid_from_timestamp', 'user_liked_movie_ids',
+                                         'user_genres']) }},
+        {{ star_except('movie_profiles', ['movie_id', 'valid_from', 'valid_from_timestamp']) }}
     from events
-    asof left join user_profiles
-        on events.user_id = user_profiles.user_id
-        and events.rated_at >= user_profiles.valid_from
-    asof left join movie_profiles
-        on events.movie_id = movie_profiles.movie_id
-        and events.rated_at >= movie_profiles.valid_from
+    {{ asof_left_join('events', 'user_profiles', 'user_id', 'rated_at') }}
+    {{ asof_left_join('events', 'movie_profiles', 'movie_id', 'rated_at') }}
 ),
 
 final as (

@@ -39,7 +39,7 @@ movie_genre_bits as (
         {%- for pack in packs %}
         {%- set pack_index = loop.index %}
         {% for genre in pack -%}
-        case when list_contains(genres, '{{ genre }}') then {{ 2 ** (genre_bits * loop.index0) }} else 0 end
+        case when {{ list_has('genres', "'" ~ genre ~ "'") }} then {{ 2 ** (genre_bits * loop.index0) }} else 0 end
         {%- if not loop.last %} + {% endif %}
         {%- endfor %} as genre_bits_{{ pack_index }}{{ "," if not loop.last }}
         {%- endfor %}
@@ -55,7 +55,8 @@ windowed as (
         ratings.user_id,
         ratings.rated_at,
         -- The next rating (in time) of the user; the last rating of a second is where its state is complete.
-        lag(ratings.rated_at) over recent as next_rated_at,
+        -- (lag takes no frame: its own window, with recent's partition and order, so the same sort.)
+        lag(ratings.rated_at) over (partition by ratings.user_id order by ratings.user_rating_seq desc) as next_rated_at,
         least(ratings.user_rating_seq, {{ history_size }}) as user_rating_count,
         sum(cast(ratings.rating * 2 as bigint)) over recent as half_star_sum,
         sum(cast(ratings.rating * 2 as bigint) * cast(ratings.rating * 2 as bigint)) over recent as half_star_square_sum,
@@ -67,7 +68,7 @@ windowed as (
             as positive_genre_counts_{{ loop.index }},
         {%- endfor %}
         {%- for rank in range(1, liked_movie_count + 1) %}
-        nth_value(case when ratings.is_positive then ratings.movie_id end, {{ rank }} ignore nulls) over recent
+        {{ nth_non_null('case when ratings.is_positive then ratings.movie_id end', rank) }} over recent
             as user_liked_movie_{{ rank }}{{ "," if not loop.last }}
         {%- endfor %}
     from ratings
@@ -139,22 +140,21 @@ profiles as (
         rated_at + 1 as valid_from,
         rated_at as user_last_rated_at,
         user_rating_count,
-        half_star_sum / (2.0 * user_rating_count) as user_avg_rating,
+        -- Integer sums divided as doubles (a 2.0 literal would make a DECIMAL in Spark).
+        cast(half_star_sum as double) / (2 * user_rating_count) as user_avg_rating,
         case when user_rating_count > 1 then sqrt(
-            (user_rating_count * half_star_square_sum - half_star_sum * half_star_sum)
-            / (4.0 * user_rating_count * (user_rating_count - 1))
+            cast(user_rating_count * half_star_square_sum - half_star_sum * half_star_sum as double)
+            / (4 * user_rating_count * (user_rating_count - 1))
         ) end as user_rating_stddev,
-        case when year_count > 0 then year_sum / year_count end as user_avg_release_year,
+        case when year_count > 0 then cast(year_sum as double) / year_count end as user_avg_release_year,
         case when year_count > 1 then sqrt(
-            (year_count * year_square_sum - year_sum * year_sum) / (year_count * (year_count - 1.0))
+            cast(year_count * year_square_sum - year_sum * year_sum as double) / (year_count * (year_count - 1))
         ) end as user_release_year_stddev,
         -- The lists of the flat columns: their non-null values come first, so a slice drops the nulls.
         {%- for name, prefix in [("user_liked_movie_ids", "user_liked_movie_"), ("user_genres", "user_genre_")] %}
-        [
-            {%- for rank in range(1, 6) %}{{ prefix }}{{ rank }}{{ ", " if not loop.last }}{% endfor -%}
-        ][1:
-            {%- for rank in range(1, 6) %}({{ prefix }}{{ rank }} is not null)::int{{ " + " if not loop.last }}{% endfor -%}
-        ] as {{ name }},
+        {%- set items = [] %}{% set present = [] %}
+        {%- for rank in range(1, 6) %}{% do items.append(prefix ~ rank) %}{% do present.append("(" ~ prefix ~ rank ~ " is not null)::int") %}{% endfor %}
+        {{ list_head(items, present | join(' + ')) }} as {{ name }},
         {%- endfor %}
         {%- for rank in range(1, 6) %}
         user_liked_movie_{{ rank }},
@@ -175,13 +175,13 @@ no_history as (
         cast(null as double) as user_rating_stddev,
         cast(null as double) as user_avg_release_year,
         cast(null as double) as user_release_year_stddev,
-        cast([] as integer[]) as user_liked_movie_ids,
-        cast([] as varchar[]) as user_genres,
+        {{ empty_list('integer') }} as user_liked_movie_ids,
+        {{ empty_list('varchar') }} as user_genres,
         {%- for rank in range(1, 6) %}
         cast(null as integer) as user_liked_movie_{{ rank }},
         {%- endfor %}
         {%- for rank in range(1, 6) %}
-        cast(null as varchar) as user_genre_{{ rank }}{{ "," if not loop.last }}
+        cast(null as string) as user_genre_{{ rank }}{{ "," if not loop.last }}
         {%- endfor %}
     from (select distinct user_id from ratings) as users
     cross join data_set
@@ -191,7 +191,7 @@ final as (
     select
         *,
         -- Feast reads time as a timestamp.
-        to_timestamp(valid_from) as valid_from_timestamp
+        {{ epoch_to_timestamp('valid_from') }} as valid_from_timestamp
     from (
         select * from profiles
         union all

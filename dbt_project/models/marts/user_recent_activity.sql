@@ -19,9 +19,9 @@ activity as (
     select
         user_id,
         max(rated_at) + 1 as valid_from,
-        list(movie_id order by user_rating_seq desc) as recent_movie_ids,
-        list(rating order by user_rating_seq desc) as recent_ratings,
-        list(rated_at order by user_rating_seq desc) as recent_rated_ats
+        {{ ordered_list('movie_id', ['user_rating_seq'], descending=true) }} as recent_movie_ids,
+        {{ ordered_list('rating', ['user_rating_seq'], descending=true) }} as recent_ratings,
+        {{ ordered_list('rated_at', ['user_rating_seq'], descending=true) }} as recent_rated_ats
     from recent
     group by user_id
 ),
@@ -30,7 +30,7 @@ final as (
     select
         user_id,
         valid_from,
-        to_timestamp(valid_from) as valid_from_timestamp,
+        {{ epoch_to_timestamp('valid_from') }} as valid_from_timestamp,
         recent_movie_ids,
         recent_ratings,
         recent_rated_ats

@@ -9,9 +9,10 @@ positives as (
 sequences as (
     select
         user_id,
-        list(movie_id order by rated_at, movie_id) as movie_ids,
+        {{ ordered_list('movie_id', ['rated_at', 'movie_id']) }} as movie_ids,
         -- Embeddings evaluated on the split must learn from train positives only.
-        coalesce(list(movie_id order by rated_at, movie_id) filter (where split = 'train'), []) as train_movie_ids,
+        coalesce({{ ordered_list('movie_id', ['rated_at', 'movie_id'], where="split = 'train'") }},
+                 {{ empty_list('integer') }}) as train_movie_ids,
         count(*) as positive_count,
         min(rated_at) as first_rated_at,
         max(rated_at) as last_rated_at
