@@ -36,7 +36,7 @@ def test_every_package_of_the_ml_lock_is_installed_at_its_pinned_version():
 
 
 def test_every_top_level_requirement_is_pinned_exactly():
-    for requirements in ("ml.in", "airflow.in"):
+    for requirements in ("ml.in", "airflow.in", "spark.in"):
         for line in (REPO_ROOT / "locks" / requirements).read_text().splitlines():
             if line.strip() and not line.startswith("#"):
                 assert "==" in line, f"locks/{requirements}: {line!r} is not an exact pin"
