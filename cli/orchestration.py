@@ -148,7 +148,8 @@ def wait_for_redis(port: int, process: subprocess.Popen | None, timeout: float =
                     return
         except OSError:
             time.sleep(0.2)
-    raise AirflowError(f"the celery broker (redis-server on 127.0.0.1:{port}) did not start")
+    raise AirflowError(f"the celery broker (redis-server on 127.0.0.1:{port}) did not start: is the port taken? "
+                       "(EAGLEREC_CELERY_REDIS_PORT chooses another); its log is $EAGLEREC_HOME/airflow/redis.log")
 
 
 def run_airflow(args: list[str], env: dict[str, str], **kwargs) -> subprocess.CompletedProcess:
