@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from eaglerec.feature_store import apply_feature_repo, materialize_online, open_feature_store
+from eaglerec.processes import start_redis_server
 from eaglerec.settings import Paths, apply_offline_env
 
 CASES = {"1 user": ("user_state_v1", "user_id", 1), "100 movies": ("retrieval_v1", "movie_id", 100),
@@ -27,15 +28,7 @@ def start_redis(workdir) -> tuple[subprocess.Popen, str]:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    server = subprocess.Popen(["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--save", "",
-                               "--appendonly", "no", "--dir", str(workdir)], stdout=subprocess.DEVNULL)
-    for _ in range(100):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return server, f"127.0.0.1:{port}"
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit("redis-server did not start")
+    return start_redis_server(port, workdir, persistent=False), f"127.0.0.1:{port}"
 
 
 def prepare(source: Paths, online_store: str):

@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -22,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from eaglerec.processes import read_running_pid, stop_process_group, wait_for_http
+from eaglerec.processes import read_running_pid, start_redis_server, stop_process_group, wait_for_http
 from eaglerec.settings import REPO_ROOT, Paths
 
 AIRFLOW_BIN = REPO_ROOT / ".venvs" / "airflow" / "bin"
@@ -112,44 +110,26 @@ def celery_environment() -> dict[str, str]:
     }
 
 
-def service_commands(paths: Paths, executor: str) -> dict[str, list[str]]:
-    """The command of each service to run for an executor, in start order."""
+def service_commands(executor: str) -> dict[str, list[str]]:
+    """The command of each Airflow service to run for an executor, in start order."""
     airflow = str(AIRFLOW_BIN / "airflow")
     commands = {service: [airflow, service, *SERVICE_ARGS.get(service, [])] for service in SERVICES}
-    if executor != "celery":
-        return commands
-    redis_dir = airflow_home(paths) / "redis"
-    redis_dir.mkdir(parents=True, exist_ok=True)
-    # Append-only: tasks queued before a restart of the broker are still there after it.
-    redis = [require_redis_server(), "--bind", "127.0.0.1", "--port", str(celery_redis_port()), "--dir",
-             str(redis_dir), "--appendonly", "yes", "--save", ""]
-    worker = [airflow, "celery", "worker", "--concurrency", str(TASK_SLOTS), "--skip-serve-logs"]
-    return {"redis": redis, **commands, "celery-worker": worker}
+    if executor == "celery":
+        commands["celery-worker"] = [airflow, "celery", "worker", "--concurrency", str(TASK_SLOTS), "--skip-serve-logs"]
+    return commands
 
 
-def require_redis_server() -> str:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise AirflowError("the celery executor needs redis-server: `make system-packages` installs it "
-                           "(apt-get install redis-server)")
-    return binary
-
-
-def wait_for_redis(port: int, process: subprocess.Popen | None, timeout: float = 30) -> None:
-    """Block until a redis-server on 127.0.0.1:port answers PING."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            break
+def start_broker(paths: Paths) -> subprocess.Popen:
+    """The Celery broker: a redis-server on loopback, append-only (tasks queued before a restart are still there
+    after it), its files and log under the Airflow home."""
+    home = airflow_home(paths)
+    (home / "redis").mkdir(parents=True, exist_ok=True)
+    with (home / "redis.log").open("ab") as log:
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=2) as connection:
-                connection.sendall(b"PING\r\n")
-                if connection.recv(64).startswith(b"+PONG"):
-                    return
-        except OSError:
-            time.sleep(0.2)
-    raise AirflowError(f"the celery broker (redis-server on 127.0.0.1:{port}) did not start: is the port taken? "
-                       "(EAGLEREC_CELERY_REDIS_PORT chooses another); its log is $EAGLEREC_HOME/airflow/redis.log")
+            return start_redis_server(celery_redis_port(), home / "redis", persistent=True, stdout=log)
+        except RuntimeError as exc:
+            raise AirflowError(f"the celery broker: {exc}; EAGLEREC_CELERY_REDIS_PORT chooses another port; log: "
+                               f"{home / 'redis.log'}") from None
 
 
 def run_airflow(args: list[str], env: dict[str, str], **kwargs) -> subprocess.CompletedProcess:
@@ -167,15 +147,16 @@ def start_airflow(paths: Paths, port: int = DEFAULT_AIRFLOW_PORT, timeout: float
     if migrated.returncode != 0:
         raise AirflowError(f"airflow db migrate failed: {migrated.stderr[-2000:]}")
     processes = {}
-    for service, command in service_commands(paths, executor).items():
+    if executor == "celery" and read_running_pid(home / "redis.pid") is None:
+        processes["redis"] = start_broker(paths)
+        (home / "redis.pid").write_text(str(processes["redis"].pid))
+    for service, command in service_commands(executor).items():
         pid_file = home / f"{service}.pid"
         if read_running_pid(pid_file) is None:
             log = (home / f"{service}.log").open("ab")
             processes[service] = subprocess.Popen(command, env={**os.environ, **env}, stdout=log,
                                                   stderr=subprocess.STDOUT, start_new_session=True)
             pid_file.write_text(str(processes[service].pid))
-            if service == "redis":
-                wait_for_redis(celery_redis_port(), processes[service])
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for_http(f"{url}/api/v2/monitor/health", processes.get("api-server"), timeout, "the Airflow api-server")

@@ -1,10 +1,12 @@
-"""Background services the Makefile starts (MLflow, the recommender): started in their own process group, recorded
-in a PID file, waited for over HTTP, stopped by PID."""
+"""Background services the Makefile starts (MLflow, the recommender, Airflow's Celery broker): started in their own
+process group, recorded in a PID file, waited for over HTTP (or Redis's PING), stopped by PID."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -72,3 +74,34 @@ def stop_process(process: subprocess.Popen, timeout: float = 30) -> None:
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
+
+
+def start_redis_server(port: int, workdir: Path, persistent: bool, stdout=subprocess.DEVNULL,
+                       timeout: float = 30) -> subprocess.Popen:
+    """A redis-server on 127.0.0.1:port in its own session, its files in workdir (append-only when persistent: what
+    was written survives a restart); returns once it answers on the port with its own process id (another server
+    already there would answer too), else raises RuntimeError."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise RuntimeError("redis-server is not installed: `make system-packages` installs it "
+                           "(apt-get install redis-server)")
+    server = subprocess.Popen([binary, "--bind", "127.0.0.1", "--port", str(port), "--dir", str(workdir),
+                               "--appendonly", "yes" if persistent else "no", "--save", ""],
+                              stdout=stdout, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and server.poll() is None:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=2) as connection:
+                connection.sendall(b"INFO server\r\n")
+                answer = b""
+                while b"process_id:" not in answer or not answer.endswith(b"\r\n"):
+                    chunk = connection.recv(4096)
+                    if not chunk:
+                        break
+                    answer += chunk
+                if f"process_id:{server.pid}\r\n".encode() in answer:
+                    return server
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"redis-server on 127.0.0.1:{port} did not start (is the port taken?)")

@@ -100,30 +100,26 @@ def find_free_port() -> int:
 @pytest.fixture(scope="session")
 def redis_address(tmp_path_factory: pytest.TempPathFactory):
     """A real redis-server on a free loopback port for the session, stopped by PID afterwards."""
-    import socket
-    import subprocess
-    import time
+    from eaglerec.processes import start_redis_server
 
-    binary = shutil.which("redis-server")
-    assert binary, "redis-server is not installed: `make system-packages` installs it (apt-get install redis-server)"
     port = find_free_port()
-    workdir = tmp_path_factory.mktemp("redis")
-    server = subprocess.Popen([binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
-                               "--dir", str(workdir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1) as connection:
-                connection.sendall(b"PING\r\n")
-                if connection.recv(16).startswith(b"+PONG"):
-                    break
-        except OSError:
-            pass
-        assert server.poll() is None and time.monotonic() < deadline, "redis-server did not start"
-        time.sleep(0.1)
+    server = start_redis_server(port, tmp_path_factory.mktemp("redis"), persistent=False)
     yield f"127.0.0.1:{port}"
     server.terminate()
     server.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def environment_set(values: dict[str, str | None]):
+    """os.environ with these variables set (None: unset) and put back afterwards: for module-scoped fixtures, whose
+    services and subprocesses inherit the environment."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in values.items():
+            if value is None:
+                patch.delenv(name, raising=False)
+            else:
+                patch.setenv(name, value)
+        yield
 
 
 @contextlib.contextmanager

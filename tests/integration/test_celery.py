@@ -25,7 +25,7 @@ from cli.orchestration import (
 from eaglerec.features import list_marts, spark_dir
 from eaglerec.processes import read_running_pid
 from eaglerec.settings import Paths
-from tests.conftest import find_free_port, running_tracking_server
+from tests.conftest import environment_set, find_free_port, running_tracking_server
 from tests.integration.test_orchestration import write_small_release
 from tests.services import listening_sockets
 
@@ -47,19 +47,12 @@ def celery_platform(tmp_path_factory):
     shared = {"MLFLOW_TRACKING_URI": None, "BENTOML_HOME": str(root / "bentoml"), "EAGLEREC_FEATURES_SCHEDULE": "none",
               "EAGLEREC_MONITORING_SCHEDULE": "none", "EAGLEREC_AIRFLOW_EXECUTOR": "celery",
               "EAGLEREC_CELERY_REDIS_PORT": str(find_free_port())}
-    previous = {name: os.environ.get(name) for name in shared}
-    with running_tracking_server(paths.home) as uri:
-        os.environ.update({**shared, "MLFLOW_TRACKING_URI": uri})
+    with running_tracking_server(paths.home) as uri, environment_set({**shared, "MLFLOW_TRACKING_URI": uri}):
         try:
             yield {"paths": paths, "port": find_free_port(),
                    "conf": {**CONF, "source": str(write_small_release(root / "ml-small-30", users=30))}}
         finally:
             stop_airflow(paths)
-            for name, value in previous.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
 
 
 def list_task_instances(client: AirflowClient, dag_id: str) -> list[dict]:

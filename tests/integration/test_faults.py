@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from eaglerec.files import compute_sha256
+from eaglerec.processes import start_redis_server
 from eaglerec.settings import DEFAULT_DATASET, Paths
 from tests.conftest import find_free_port
 from tests.services import ADMIN_TOKEN, call, copy_serving_home, start_service, stop_service, without_request_id
@@ -98,16 +99,7 @@ class TcpRelay:
 
 
 def start_redis(port: int, workdir: Path) -> subprocess.Popen:
-    server = subprocess.Popen(["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--appendonly", "yes",
-                               "--dir", str(workdir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return server
-        except OSError:
-            assert time.monotonic() < deadline, "redis-server did not start"
-            time.sleep(0.1)
+    return start_redis_server(port, workdir, persistent=True)
 
 
 @pytest.fixture(scope="module")

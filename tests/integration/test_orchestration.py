@@ -40,7 +40,7 @@ from cli.orchestration import (
 from eaglerec.features import list_marts
 from eaglerec.processes import read_running_pid, start_recommender, stop_process, wait_for_http
 from eaglerec.settings import BUNDLED_DATASET_DIR, REPO_ROOT, Paths
-from tests.conftest import find_free_port, running_tracking_server
+from tests.conftest import environment_set, find_free_port, running_tracking_server
 from tests.services import listening_sockets
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -70,19 +70,12 @@ def platform(tmp_path_factory, extended_repository):
     # No hourly runs in the middle of a test: runs come from the test's triggers and the Assets they update.
     shared = {"MLFLOW_TRACKING_URI": None, "BENTOML_HOME": str(root / "bentoml"), "EAGLEREC_FEATURES_SCHEDULE": "none",
               "EAGLEREC_MONITORING_SCHEDULE": "none", "EAGLEREC_DAGS_FOLDER": str(extended_repository / "dags")}
-    previous = {name: os.environ.get(name) for name in shared}
-    with running_tracking_server(paths.home) as uri:
-        os.environ.update({**shared, "MLFLOW_TRACKING_URI": uri})
+    with running_tracking_server(paths.home) as uri, environment_set({**shared, "MLFLOW_TRACKING_URI": uri}):
         try:
             yield {"paths": paths, "uri": uri, "port": find_free_port(),
                    "conf": {**CONF, "source": str(write_small_release(root / "ml-small-80"))}}
         finally:
             stop_airflow(paths)
-            for name, value in previous.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
 
 
 def assert_outputs(platform) -> None:
