@@ -98,10 +98,6 @@ class TcpRelay:
                     end.shutdown(socket.SHUT_RDWR)
 
 
-def start_redis(port: int, workdir: Path) -> subprocess.Popen:
-    return start_redis_server(port, workdir, persistent=True)
-
-
 @pytest.fixture(scope="module")
 def fragile(serving_registry, tmp_path_factory):
     """The recommender on its own Redis online store (persistent, so a restart brings the data back) and reaching
@@ -109,7 +105,7 @@ def fragile(serving_registry, tmp_path_factory):
     root = tmp_path_factory.mktemp("faults")
     redis_port, redis_dir = find_free_port(), root / "redis"
     redis_dir.mkdir()
-    redis = start_redis(redis_port, redis_dir)
+    redis = start_redis_server(redis_port, redis_dir, persistent=True)
     previous = os.environ.get("EAGLEREC_REDIS_ADDRESS")
     os.environ["EAGLEREC_REDIS_ADDRESS"] = f"127.0.0.1:{redis_port}"
     relay = TcpRelay(int(serving_registry["uri"].rsplit(":", 1)[1]))
@@ -181,7 +177,7 @@ def test_redis_down_degrades_the_answers_and_they_recover_when_it_returns(fragil
     status, refused = call(base, "/events", {"user_id": 7, "movie_id": 1, "rating": 4.0})
     assert status == 503 and "not recorded" in refused["error"]
 
-    fragile["redis"] = start_redis(fragile["redis_port"], fragile["redis_dir"])
+    fragile["redis"] = start_redis_server(fragile["redis_port"], fragile["redis_dir"], persistent=True)
     status, ready = call(base, "/readyz")
     assert status == 200 and not ready["degraded"]
     status, recovered = call(base, "/recommend", {"user_id": 7, "k": 10})
@@ -216,7 +212,7 @@ def test_redis_stopping_mid_way_through_a_stream_of_events_half_records_none(fra
                                            "event_id": f"stream-{movie}"})
         outcomes[movie] = status
         if n == 10:
-            fragile["redis"] = start_redis(fragile["redis_port"], fragile["redis_dir"])
+            fragile["redis"] = start_redis_server(fragile["redis_port"], fragile["redis_dir"], persistent=True)
     accepted = {movie for movie, status in outcomes.items() if status == 200}
     refused = {movie for movie, status in outcomes.items() if status == 503}
     assert accepted | refused == set(movies) and len(accepted) >= 8 and len(refused) >= 1
