@@ -92,5 +92,6 @@ def test_the_contract_constants_are_the_dbt_projects_vars():
     dbt_vars = yaml.safe_load((DBT_PROJECT_DIR / "dbt_project.yml").read_text())["vars"]
     assert dbt_vars["positive_rating_threshold"] == POSITIVE_RATING
     assert dbt_vars["user_history_size"] == USER_HISTORY_SIZE
-    user_profiles = (DBT_PROJECT_DIR / "models" / "marts" / "user_profiles.sql").read_text()
-    assert re.search(r"set liked_movie_count = (\d+)", user_profiles).group(1) == str(LIKED_MOVIE_COUNT)
+    # The window pass behind user_profiles and rating_examples' user features.
+    user_states = (DBT_PROJECT_DIR / "models" / "intermediate" / "int_user_states.sql").read_text()
+    assert re.search(r"set liked_movie_count = (\d+)", user_states).group(1) == str(LIKED_MOVIE_COUNT)
