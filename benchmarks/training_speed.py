@@ -97,8 +97,8 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=[], help="Keras rankers of the catalogue (the Makefile "
                         "names Wide&Deep and DIN)")
     parser.add_argument("--compare-groups", type=int, default=20, help="row groups of the side-by-side part")
-    # The catalogue's 512 suits the bundled data. With 161k users and 62k movies the optimiser's dense update of the
-    # embedding tables dominates each step (Wide&Deep, 2 cores: 12.5k examples/s at 512, 62k at 2048, 84k at 8192).
+    # The catalogue's 512 suits the bundled data. At 25M each step has a large fixed cost (Wide&Deep, 2 cores: 12.5k
+    # examples/s at 512, 62k at 2048, 84k at 8192; updating only the batch's embedding rows was no faster at 4096).
     parser.add_argument("--batch-size", type=int, default=4096)
     parser.add_argument("--no-full", dest="full", action="store_false", help="skip the full streamed epoch")
     parser.add_argument("--run", nargs=2, metavar=("MODEL", "MODE"), help=argparse.SUPPRESS)
