@@ -21,10 +21,6 @@
 {%- set genre_bits = 7 -%}
 {%- set genres_per_integer = 9 -%}
 {%- set packs = genres | batch(genres_per_integer) | list -%}
-{%- set state_columns = ['user_last_rated_at', 'user_rating_count', 'half_star_sum', 'half_star_square_sum',
-                         'year_count', 'year_sum', 'year_square_sum'] -%}
-{%- for pack in packs %}{% do state_columns.append('positive_genre_counts_' ~ loop.index) %}{% endfor -%}
-{%- for rank in range(1, liked_movie_count + 1) %}{% do state_columns.append('user_liked_movie_' ~ rank) %}{% endfor -%}
 {%- if history_size >= 2 ** genre_bits -%}
 {{ exceptions.raise_compiler_error("int_user_states packs genre counts in " ~ genre_bits ~ " bits: var user_history_size must be below " ~ 2 ** genre_bits) }}
 {%- endif -%}
@@ -103,8 +99,7 @@ windowed as (
 
 states as (
     -- The first rating of each second, and each closing moment: its window is the ratings before the second.
-    select user_id, rated_at, {{ state_columns | join(', ') }}
-    from windowed
+    select * from windowed
     where user_last_rated_at is distinct from rated_at
 ),
 
@@ -127,7 +122,7 @@ genre_keys_ranked_0 as (
 {% for rank in range(1, 6) -%}
 genre_keys_ranked_{{ rank }} as (
     -- Genre number {{ rank }}: the largest key{{ " below number " ~ (rank - 1) if rank > 1 }}. A top 5 in scalar
-    -- expressions: at 25M rows, sorting a list per row took 40 s of this model's 62.
+    -- expressions: at 25M rows, sorting a list per row took 40 s of user_profiles' 62 (when it held this pass).
     select
         *,
         greatest(

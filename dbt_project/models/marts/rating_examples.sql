@@ -9,10 +9,6 @@
   here the point-in-time join carries the movie statistics only, and the wide user states meet the events in one
   equality join on (user_id, rated_at) that streams them.
 -#}
-{%- set user_columns = ['user_last_rated_at', 'user_rating_count', 'user_avg_rating', 'user_rating_stddev',
-                        'user_avg_release_year', 'user_release_year_stddev'] -%}
-{%- for rank in range(1, 6) %}{% do user_columns.append('user_liked_movie_' ~ rank) %}{% endfor -%}
-{%- for rank in range(1, 6) %}{% do user_columns.append('user_genre_' ~ rank) %}{% endfor -%}
 {#- movie_profiles' columns in its order; the statistics change over time, the others are the movie's own. -#}
 {%- set movie_columns = ['movie_last_rated_at', 'release_year', 'movie_genre_1', 'movie_genre_2', 'movie_genre_3',
                          'movie_rating_count', 'movie_avg_rating', 'movie_rating_stddev'] -%}
@@ -51,9 +47,7 @@ events_with_movies as (
 joined as (
     select
         {{ star_except('events_with_movies', movie_statistics) }},
-        {%- for column in user_columns %}
-        user_states.{{ column }},
-        {%- endfor %}
+        {{ star_except('user_states', ['user_id', 'rated_at']) }},
         {%- for column in movie_columns %}
         {{ 'events_with_movies' if column in movie_statistics else 'movies' }}.{{ column }}{{ "," if not loop.last }}
         {%- endfor %}
