@@ -229,9 +229,9 @@ def test_a_run_through_the_scheduler_and_rest_api_maps_training_over_the_added_m
     assert tasks["changed"]["state"] == "success" and tasks["dbt.staging"]["state"] == "skipped"
     assert not any(task.startswith("train") for task in tasks) and any("chain stops" in line for line in lines)
     # Each run of the chain names its data in its note (the UI's run list).
-    client = AirflowClient.login(url, USERNAME, read_password(platform["paths"]))
+    airflow = AirflowClient.login(url, USERNAME, read_password(platform["paths"]))
     for dag_id in ("eaglerec_features", "eaglerec_training", "eaglerec_deploy"):
-        newest = client.call(f"/dags/{dag_id}/dagRuns?limit=1&order_by=-run_after")["dag_runs"][0]
+        newest = airflow.call(f"/dags/{dag_id}/dagRuns?limit=1&order_by=-run_after")["dag_runs"][0]
         assert newest["note"] == f"dataset {CONF['dataset']} from {platform['conf']['source']}", dag_id
     mlflow.set_tracking_uri(platform["uri"])
     client = MlflowClient(platform["uri"])
@@ -243,11 +243,17 @@ def test_a_run_through_the_scheduler_and_rest_api_maps_training_over_the_added_m
                   if "refit_of" not in version.tags]
     assert [client.get_run(version.run_id).data.tags["model"] for version in retrievers] == ["tiny_retriever"]
     assert "promotion_decision" in retrievers[0].tags
-    # Lineage: each run names its model and dataset, and the Airflow DAG, run and try that trained it.
+    # Lineage: each run names its model and dataset, and the Airflow DAG, run and try that trained it (train calls
+    # MLflow, so it may be retried: the try is the one its task instance succeeded in).
     for version in rankers:
         run = client.get_run(version.run_id)
-        assert run.info.run_name == f"{run.data.tags['model']} · {CONF['dataset']}"
-        assert run.data.tags["airflow_dag_id"] == "eaglerec_training" and run.data.tags["airflow_try_number"] == "1"
+        model = run.data.tags["model"]
+        assert run.info.run_name == f"{model} · {CONF['dataset']}"
+        assert run.data.tags["airflow_dag_id"] == "eaglerec_training" and run.data.tags["airflow_task_id"] == "train"
+        mapped = airflow.call(f"/dags/eaglerec_training/dagRuns/{urllib.parse.quote(run.data.tags['airflow_run_id'])}"
+                              "/taskInstances/train/listMapped")["task_instances"]
+        instance = next(instance for instance in mapped if instance["rendered_map_index"] == model)
+        assert instance["state"] == "success" and run.data.tags["airflow_try_number"] == str(instance["try_number"])
         assert run.data.tags["dataset"] == CONF["dataset"] and "Gate: " in version.description
     champion = client.get_model_version_by_alias("eaglerec-ranker", "champion")
 

@@ -489,10 +489,9 @@ def test_two_thousand_recommendations_at_concurrency_16_each_answered_and_logged
                                                                                      serving_registry):
     """Load, as a correctness check (speed is benchmarked in benchmarks/serving.py): every answer a 200 with k items,
     and one impression line per answer under its own request_id."""
-    from eaglerec.event_log import read_impressions
-
     log_folder = serving_registry["home"].events
-    logged_before = {row["request_id"] for row in read_impressions(log_folder)}
+    # Earlier tests' last impressions may still be queued (the service writes them once a second): let them land.
+    logged_before = set(read_settled_request_ids(log_folder))
     users = np.random.default_rng(16).choice(events["user_id"].unique(), size=2_000).tolist()
 
     def recommend(user_id: int) -> tuple[int, int, str | None]:
@@ -508,10 +507,21 @@ def test_two_thousand_recommendations_at_concurrency_16_each_answered_and_logged
     assert failures == []
     answered = {request_id for _, _, request_id in results}
     assert len(answered) == len(users)
-    deadline = time.monotonic() + 30
-    while True:  # the service writes its impressions once a second
-        logged = [row["request_id"] for row in read_impressions(log_folder) if row["request_id"] not in logged_before]
-        if len(logged) >= len(users) or time.monotonic() > deadline:
-            break
-        time.sleep(0.5)
+    logged = [request_id for request_id in read_settled_request_ids(log_folder) if request_id not in logged_before]
     assert sorted(logged) == sorted(answered)
+
+
+def read_settled_request_ids(log_folder, quiet_seconds: float = 2.5, timeout: float = 30) -> list[str]:
+    """The request_ids of the impressions logged, once the log has stopped growing for longer than the service's
+    one-second write interval (so a line still queued is not missed, nor counted later as a stray)."""
+    from eaglerec.event_log import read_impressions
+
+    deadline = time.monotonic() + timeout
+    logged = [row["request_id"] for row in read_impressions(log_folder)]
+    while time.monotonic() < deadline:
+        time.sleep(quiet_seconds)
+        again = [row["request_id"] for row in read_impressions(log_folder)]
+        if again == logged:
+            return logged
+        logged = again
+    raise AssertionError(f"{log_folder}: impressions still being written after {timeout} s")
