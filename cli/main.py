@@ -649,7 +649,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay.set_defaults(run=run_replay)
 
     ab_report = commands.add_parser("ab-report", help="A/B outcomes per experiment and variant from the logged "
-                                                      "impressions and rating events, with 95 % intervals and a "
+                                                      "impressions and rating events, with 95 %% intervals and a "
                                                       "verdict: reports/ab_outcomes.html and MLflow")
     ab_report.add_argument("--window-hours", type=float, default=24.0,
                            help="a rating counts for an impression up to this long after it (default 24)")

@@ -70,3 +70,14 @@ def test_the_cli_starts_without_importing_heavy_libraries():
              f"print(sorted(m for m in {heavy!r} if m in sys.modules))")
     shown = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert shown.stdout.strip() == "[]"
+
+
+def test_every_command_shows_its_help():
+    """argparse formats help text with %: a bare `95 % intervals` once made `eaglerec --help` raise."""
+    from cli.main import build_parser
+
+    parser = build_parser()
+    assert "build-features" in parser.format_help()
+    commands = next(action for action in parser._actions if action.choices and "ingest" in action.choices)
+    for name, command in commands.choices.items():
+        assert command.format_help().startswith("usage:"), name
