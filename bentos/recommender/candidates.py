@@ -28,6 +28,24 @@ class CandidateRequest:
     user: UserState
     user_genres: tuple[str, ...]
     rated_movie_ids: frozenset[int]
+    neighbours: Neighbours
+
+
+class Neighbours:
+    """The retriever's movies next to a movie, as catalogue positions, kept once found: they do not depend on the
+    user, and each is a search over every movie (one per liked movie in each request). One per loaded snapshot (the
+    retriever and catalogue it was found with); at most one entry per movie and count asked."""
+
+    def __init__(self, catalog: MovieCatalog, retriever: Retriever):
+        self.catalog, self.retriever = catalog, retriever
+        self.found: dict[tuple[int, int], np.ndarray] = {}
+
+    def positions(self, movie_id: int, count: int) -> np.ndarray:
+        key = (movie_id, count)
+        positions = self.found.get(key)
+        if positions is None:  # two threads may both search once: the same answer, stored twice
+            positions = self.found[key] = self.catalog.positions_of(self.retriever.similar(movie_id, count).movie_ids)
+        return positions
 
 
 class Candidates:
@@ -96,8 +114,7 @@ class SimilarToLikedSource:
             if not catalog.has_movie(movie_id):
                 continue
             title = catalog.summaries[catalog.position[movie_id]]["title"]
-            found = request.retriever.similar(movie_id, self.count)
-            candidates.add(catalog.positions_of(found.movie_ids), self.name,
+            candidates.add(request.neighbours.positions(movie_id, self.count), self.name,
                            lambda _, title=title: f"because you liked {title}")
 
 

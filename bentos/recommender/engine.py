@@ -18,6 +18,7 @@ import numpy as np
 from bentos.recommender.candidates import (
     DEFAULT_SOURCES,
     CandidateRequest,
+    Neighbours,
     Proposed,
     RetrieverSource,
     parse_sources,
@@ -87,6 +88,7 @@ class Snapshot:
     catalog: MovieCatalog
     models: ModelSet
     loaded_at: float
+    neighbours: Neighbours
 
 
 # MLflow's client retries a refused connection with exponential back-off for minutes by default: a reload while
@@ -119,8 +121,9 @@ class RecommendationEngine:
 
     def load_snapshot(self) -> Snapshot:
         catalog = load_movie_catalog(self.config.paths, self.store)
-        return Snapshot(catalog, load_model_set(catalog, self.config.tracking_uri, self.config.ranker_model,
-                                                self.config.retriever_model), time.time())
+        models = load_model_set(catalog, self.config.tracking_uri, self.config.ranker_model,
+                                self.config.retriever_model)
+        return Snapshot(catalog, models, time.time(), Neighbours(catalog, models.retriever.retriever))
 
     def with_live_ratings(self, snapshot: Snapshot) -> Snapshot:
         """The snapshot with the logged ratings its marts do not hold (replayed from the event log)."""
@@ -192,7 +195,8 @@ class RecommendationEngine:
         catalog = snapshot.catalog
         return CandidateRequest(catalog, snapshot.models.retriever.retriever, to_user_state(user_id, state),
                                 tuple(state.get("user_genres") or ()),
-                                frozenset(catalog.rated_movie_ids(user_id, state.get("recent_movie_ids") or ())))
+                                frozenset(catalog.rated_movie_ids(user_id, state.get("recent_movie_ids") or ())),
+                                snapshot.neighbours)
 
     def recommend(self, user_id: int, k: int = 10, variant: str | None = None, explain: bool = True,
                   ranker: str | None = None, retriever_only: bool = False, api: str = "recommend") -> dict:

@@ -4,6 +4,7 @@ in-process through RecommendationEngine, and over HTTP against `bentoml serve` a
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import json
 import os
 import re
@@ -116,6 +117,27 @@ def test_one_packed_ranker_call_scores_each_candidate_as_its_own_call_would(engi
             for p in positions]
         np.testing.assert_allclose(batched, one_by_one, rtol=1e-5, atol=1e-6, err_msg=ranker.label)
     assert movie_inputs is not None
+
+
+def test_the_candidates_of_kept_neighbours_equal_a_fresh_search(engine, events):
+    """similar_to_liked keeps each movie's neighbours once found (per snapshot): a request served from them proposes
+    the candidates a request that searches afresh would."""
+    from bentos.recommender.candidates import LIKED_MOVIE_COUNT, Neighbours, SimilarToLikedSource
+
+    snapshot, liked = engine.snapshot, []
+    count = next(source.count for source in engine.sources if isinstance(source, SimilarToLikedSource))
+    for user_id in events["user_id"].drop_duplicates().sample(20, random_state=4):
+        kept = engine.candidate_request(snapshot, int(user_id), engine.read_user_state(int(user_id)))
+        fresh = dataclasses.replace(kept, neighbours=Neighbours(snapshot.catalog, kept.retriever))
+        first, again, searched = (retrieve_candidates(request, engine.sources, 800) for request in (kept, kept, fresh))
+        for proposed in (again, searched):
+            np.testing.assert_array_equal(proposed.positions, first.positions)
+            np.testing.assert_array_equal(proposed.proposers, first.proposers)
+        liked += [movie_id for movie_id in kept.user.liked_movie_ids[:LIKED_MOVIE_COUNT]
+                  if snapshot.catalog.has_movie(movie_id)]
+    kept_before = dict(snapshot.neighbours.found)
+    assert len(liked) >= 20 and all((movie_id, count) in kept_before for movie_id in liked)
+    assert all(snapshot.neighbours.positions(movie_id, count) is kept_before[movie_id, count] for movie_id in liked)
 
 
 def test_the_online_reader_equals_feast_get_online_features(serving_registry):
