@@ -37,9 +37,13 @@ if LATENCIES:
     seen: list[str] = []
 
     @events.request.add_listener
-    def note_latency(response_time, exception, **_) -> None:
-        """Every request's latency (ms), for exact percentiles: locust's own are rounded to two digits."""
-        seen.append(f"{response_time:.3f},{int(exception is None)}")
+    def note_latency(response_time, exception, response=None, **_) -> None:
+        """Every request's latency (ms), for exact percentiles (locust's own are rounded to two digits), the worker
+        that answered (0 when none did) and whether it closed the connection after answering."""
+        headers = getattr(response, "headers", None) or {}
+        worker = headers.get("X-EagleRec-Worker") or 0
+        closed = int((headers.get("Connection") or "").lower() == "close")
+        seen.append(f"{response_time:.3f},{int(exception is None)},{worker},{closed}")
 
     @events.quitting.add_listener
     def write_latencies(**_) -> None:

@@ -1,14 +1,17 @@
 """Benchmark the recommender in one run: /recommend over HTTP (k 10, up to 800 candidates ranked by the users' A/B
-variants, or by the ranker named with --ranker) under load from locust at concurrency 1 and 16, for each number of
-service workers asked, side by side: requests/s, p50/p99, failures, and the CPU the service and the load generator
-used per request (they share the machine's cores); the service's RSS after warm-up; and, in-process, the same
-request ranked by DIN against a naive path that reads every candidate's features through Feast's
+variants, or by the ranker named with --ranker) under load from locust at concurrency 1 and 16, side by side for each
+setting asked: the number of service workers, with several each EAGLEREC_SPREAD_MARGIN ("off" keeps each connection on
+the worker that accepted it), and each EAGLEREC_RECOMMEND_THREADS. Each row: requests/s, p50/p99, failures, the CPU the
+service and the load generator used per request (they share the machine's cores), the share of answers that closed
+their connection, and each worker's share of the answers with its p99; then the service's RSS after warm-up; and,
+in-process, the same request ranked by DIN against a naive path that reads every candidate's features through Feast's
 get_online_features, with the ratio.
 
 Needs `make run` (marts, Feast online store, MLflow with registered champions and a DIN version). Starts its own
 `bentoml serve` on a free loopback port per worker count and stops it; locust runs in its own process (it patches
 sockets with gevent), bounded by --seconds, against 127.0.0.1 only.
-Usage: python benchmarks/serving.py [--workers 1 2] [--concurrency 1 16] [--seconds 30] [--ranker din]
+Usage: python benchmarks/serving.py [--workers 1 2] [--spread 2 off] [--recommend-threads 1 40]
+       [--concurrency 1 16] [--seconds 30] [--ranker din]
 """
 
 from __future__ import annotations
@@ -53,12 +56,16 @@ def run_load(base: str, users: list[int], concurrency: int, seconds: float, rank
         with (Path(scratch) / "run_stats.csv").open() as stats:
             total = next(row for row in csv.DictReader(stats) if row["Name"] == "Aggregated")
         rows = np.loadtxt(latencies, delimiter=",", ndmin=2)
-    ok = rows[rows[:, 1] == 1, 0]
+    ok, answered = rows[rows[:, 1] == 1, 0], rows[rows[:, 1] == 1]
+    by_worker = {int(worker): answered[answered[:, 2] == worker, 0] for worker in np.unique(answered[:, 2])}
     client_cpu = (finished.children_user + finished.children_system) - (started.children_user
                                                                          + started.children_system)
     return {"requests": int(total["Request Count"]), "failures": int(total["Failure Count"]),
             "rate": float(total["Requests/s"]), "p50": float(np.percentile(ok, 50)),
-            "p99": float(np.percentile(ok, 99)), "client_cpu": client_cpu}
+            "p99": float(np.percentile(ok, 99)), "client_cpu": client_cpu,
+            "workers": {worker: (len(times) / len(ok), float(np.percentile(times, 99)))
+                        for worker, times in by_worker.items()},
+            "closed": float(answered[:, 3].mean())}
 
 
 def process_cpu_seconds(pid: int) -> float:
@@ -110,14 +117,16 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def measure_service(paths: Paths, users: list[int], workers: int, concurrencies: list[int], seconds: float,
-                    ranker: str | None) -> None:
+def measure_service(paths: Paths, users: list[int], workers: int, spread: str, threads: str,
+                    concurrencies: list[int], seconds: float, ranker: str | None) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     log = paths.home / "bench" / f"serving-{workers}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     log.unlink(missing_ok=True)
-    server = start_recommender(port, log, env={**os.environ, "EAGLEREC_SERVING_WORKERS": str(workers)})
+    server = start_recommender(port, log, env={**os.environ, "EAGLEREC_SERVING_WORKERS": str(workers),
+                                                "EAGLEREC_SPREAD_MARGIN": spread,
+                                                "EAGLEREC_RECOMMEND_THREADS": threads})
     try:
         wait_for_http(f"{base}/readyz", server, timeout=300, name="the recommender")
         run_load(base, users, max(concurrencies), min(seconds, 10), ranker)  # warm-up: every worker, every path
@@ -129,9 +138,12 @@ def measure_service(paths: Paths, users: list[int], workers: int, concurrencies:
             result = run_load(base, users, concurrency, seconds, ranker)
             server_cpu = process_cpu_seconds(server.pid) - cpu_before
             served = max(result["requests"], 1)
-            print(f"{workers:>7} {concurrency:>11} {result['rate']:>7.0f} {result['p50']:>8.1f} {result['p99']:>8.1f} "
-                  f"{result['failures']:>8} {1000 * server_cpu / served:>15.2f} "
-                  f"{1000 * result['client_cpu'] / served:>14.2f}", flush=True)
+            shares = "  ".join(f"{worker}: {share:.0%} p99 {p99:.1f}" for worker, (share, p99)
+                               in sorted(result["workers"].items()))
+            print(f"{workers:>7} {spread if workers > 1 else '-':>6} {threads:>7} {concurrency:>11} "
+                  f"{result['rate']:>7.0f} {result['p50']:>8.1f} {result['p99']:>8.1f} {result['failures']:>8} "
+                  f"{1000 * server_cpu / served:>15.2f} {1000 * result['client_cpu'] / served:>14.2f}  "
+                  f"{result['closed']:>7.1%}  {shares}", flush=True)
         print(f"{'':>7} service RSS after warm-up: {rss:,.0f} MB (all its processes); models: {models}", flush=True)
     finally:
         stop_process(server, timeout=60)
@@ -141,6 +153,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
+    parser.add_argument("--spread", nargs="+", default=["2"],
+                        help="EAGLEREC_SPREAD_MARGIN values to compare with several workers (a margin or off)")
+    parser.add_argument("--recommend-threads", nargs="+", default=["1"],
+                        help="EAGLEREC_RECOMMEND_THREADS values to compare (40: as many as the route threads)")
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--ranker", help="a ranker every request names (e.g. din); default: the A/B variants")
     parser.add_argument("--no-naive", action="store_true", help="skip the in-process comparison with the Feast path")
@@ -152,10 +168,13 @@ def main() -> None:
 
     print(f"/recommend over HTTP, ranked by {args.ranker or 'the A/B variants'}, k 10, locust for {args.seconds:.0f} s "
           f"per row, 400 sampled users ({os.cpu_count()} cores shared by the service and locust)")
-    print(f"{'workers':>7} {'concurrency':>11} {'req/s':>7} {'p50 ms':>8} {'p99 ms':>8} {'failures':>8} "
-          f"{'service CPU ms':>15} {'locust CPU ms':>14}  (CPU per request)")
+    print(f"{'workers':>7} {'spread':>6} {'threads':>7} {'concurrency':>11} {'req/s':>7} {'p50 ms':>8} {'p99 ms':>8} "
+          f"{'failures':>8} {'service CPU ms':>15} {'locust CPU ms':>14}  {'closed':>7}  by worker "
+          "(CPU per request; closed: answers that closed their connection)")
     for workers in args.workers:
-        measure_service(paths, users, workers, args.concurrency, args.seconds, args.ranker)
+        for spread in (args.spread if workers > 1 else ["off"]):
+            for threads in args.recommend_threads:
+                measure_service(paths, users, workers, spread, threads, args.concurrency, args.seconds, args.ranker)
     if args.no_naive:
         return
 
