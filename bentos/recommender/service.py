@@ -157,7 +157,7 @@ def describe_answer(response: Response, answer: dict) -> None:
 # The ranked requests (/recommend, /getrecforyou) run on EAGLEREC_RECOMMEND_THREADS threads of their own per worker
 # (default 1), first come first served. On the shared pool of route threads, each request in flight held a thread and
 # they took turns at the GIL: every one of them advanced at once, slowly. At concurrency 16 on two workers that put
-# p99 at 144-173 ms against 88-128 ms for one thread in turn, for the same requests/s (2026-12-01).
+# p99 at 152 ms against 100 ms for one thread in turn (medians of 9 and 10 runs), for the same requests/s (2026-12-01).
 RECOMMEND_THREADS = concurrent.futures.ThreadPoolExecutor(int(os.environ.get("EAGLEREC_RECOMMEND_THREADS", "1")),
                                                           thread_name_prefix="eaglerec-recommend")
 
